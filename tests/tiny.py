@@ -1,0 +1,138 @@
+"""Tiny, deterministic, offline stand-ins for a chat LLM and its tokenizer, for tests.
+
+Nothing here touches the Hugging Face Hub: the tokenizer is a byte-level BPE trained in code on a
+small built-in math corpus, and the model is a randomly initialised 2-layer Qwen2-shaped causal LM.
+Both work with TRL's GRPOTrainer (pad and eos tokens set, a Qwen-style chat template) and with
+`AutoModelForCausalLM.from_pretrained(path)` / `AutoTokenizer.from_pretrained(path)` once saved with
+`save_tiny_model`.
+
+Typical use::
+
+    from tests.tiny import save_tiny_model
+    model_dir = save_tiny_model(tmp_path / "tiny")
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
+from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+PAD_TOKEN = "<|endoftext|>"
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+SPECIAL_TOKENS = [PAD_TOKEN, IM_START, IM_END]
+TINY_VOCAB_SIZE = 400
+
+# Qwen-style ChatML template: GRPOTrainer renders conversational prompts with it, and the
+# assistant turn ends with <|im_end|>, which is also the eos token so generation stops there.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+# Enough varied math text for BPE to learn a few hundred merges; fixed so training is reproducible.
+_CORPUS = [
+    "Please reason step by step, and put your final answer within \\boxed{}.",
+    "Let $x$ be a real number such that $x^2 - 5x + 6 = 0$. Find the sum of all possible values of $x$.",
+    "The answer is \\boxed{5}. Therefore the final answer is $\\frac{1}{2}$.",
+    "We compute $\\sqrt{16} = 4$ and $2 + 2 = 4$, so $\\left(a+b\\right)^2 = a^2 + 2ab + b^2$.",
+    "Solve for $y$: $3y + 7 = 22$. Subtract 7 from both sides to get $3y = 15$, so $y = 5$.",
+    "A triangle has sides 3, 4 and 5. Its area is $\\frac{3 \\cdot 4}{2} = 6$.",
+    "How many positive integers less than 100 are divisible by 3 or 5? The answer is 47.",
+    "Find the remainder when $2^{10}$ is divided by 7. Since $2^3 \\equiv 1 \\pmod 7$, it is 2.",
+    "system user assistant: You are a helpful assistant. Think about the problem first.",
+    "0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 25 30 42 64 100 128 256 1000",
+    "The probability is $\\dfrac{3}{8}$ and the expected value is $\\tfrac{7}{2}$.",
+    "\\begin{align} f(x) &= x^3 - 3x \\\\ f'(x) &= 3x^2 - 3 \\end{align}",
+]
+
+
+@functools.lru_cache(maxsize=1)
+def _trained_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Train the byte-level BPE once per process (deterministic: fixed corpus, no dropout)."""
+    tokenizer = Tokenizer(models.BPE())
+    # Qwen2's own normaliser and pre-tokeniser, so that Qwen2Tokenizer rebuilt from vocab + merges
+    # (which is what AutoTokenizer does for a saved qwen2 model) splits text exactly as trained.
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=TINY_VOCAB_SIZE,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    bpe = json.loads(tokenizer.to_str())["model"]
+    return bpe["vocab"], [tuple(merge) for merge in bpe["merges"]]
+
+
+def build_tiny_tokenizer() -> Qwen2Tokenizer:
+    """A fresh tiny chat tokenizer: byte-level BPE (any text round-trips), pad/eos set, ChatML template.
+
+    It is a real `Qwen2Tokenizer`, so saving and reloading with `AutoTokenizer` gives identical ids.
+    Left padding, as decoder-only generation (and GRPOTrainer) expects.
+    """
+    vocab, merges = _trained_vocab_and_merges()
+    tokenizer = Qwen2Tokenizer(
+        vocab=dict(vocab),
+        merges=list(merges),
+        eos_token=IM_END,
+        pad_token=PAD_TOKEN,
+        extra_special_tokens=[IM_START],
+        padding_side="left",
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_model(tokenizer: Qwen2Tokenizer, seed: int = 0) -> Qwen2ForCausalLM:
+    """A randomly initialised 2-layer Qwen2 causal LM (hidden 32) sized to `tokenizer`, same weights for a seed."""
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    # Fork the RNG: the weights depend only on `seed`, and the caller's random state is left untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.bos_token_id = None
+    return model
+
+
+def build_tiny_model_and_tokenizer(seed: int = 0) -> tuple[Qwen2ForCausalLM, Qwen2Tokenizer]:
+    """Both halves at once, matched (the model's vocabulary is the tokenizer's)."""
+    tokenizer = build_tiny_tokenizer()
+    return build_tiny_model(tokenizer, seed=seed), tokenizer
+
+
+def save_tiny_model(directory: str | Path, seed: int = 0) -> Path:
+    """Save a tiny model and its tokenizer to `directory`, loadable with `from_pretrained(directory)`."""
+    directory = Path(directory)
+    model, tokenizer = build_tiny_model_and_tokenizer(seed=seed)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
