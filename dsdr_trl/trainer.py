@@ -1,0 +1,336 @@
+"""`DSDRTrainer`: TRL's `GRPOTrainer` with DSDR's dual-scale diversity regularisation (arXiv 2602.19895).
+
+Plumbing only: every equation lives in `dsdr_trl.functional`, every text operation in the scorer. All contact with
+TRL's private API is here, in four overrides that call `super()`, checked when the trainer is built.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import warnings
+from typing import Any
+
+import torch
+import trl
+from accelerate.utils import gather_object
+from trl import GRPOConfig, GRPOTrainer
+
+from . import functional as DF
+from .config import DSDRConfig
+from .scorer import DiversityScorer, DiversityScores
+
+SUPPORTED_TRL = ">=1.12.0,<1.17"
+_TESTED_TRL_RANGE = ((1, 12, 0), (1, 17, 0))
+
+# The private methods DSDR wraps, and the parameters it relies on. A TRL release that changes them is refused.
+_OVERRIDE_POINTS: dict[str, tuple[str, ...]] = {
+    "_calculate_rewards": ("inputs", "prompts", "completions", "completion_ids_list"),
+    "_generate_and_score_completions": ("inputs",),
+    "_compute_loss": ("model", "inputs"),
+    "_get_per_token_logps_and_entropies": ("model", "input_ids", "attention_mask", "logits_to_keep"),
+}
+# Attributes of GRPOTrainer read after `super().__init__()`.
+_TRAINER_ATTRIBUTES = ("reward_func_names", "reward_weights", "scale_rewards", "num_generations", "_metrics", "_logs")
+
+
+class DSDRTrainer(GRPOTrainer):
+    """Trainer for DSDR, Dual-Scale Diversity Regularization (arXiv 2602.19895).
+
+    A drop-in replacement for [`~trl.GRPOTrainer`]: the same constructor and the same behaviour, except for what
+    follows. With `diversity_coef=0`, `local_entropy_coef=0` and `advantage_epsilon=1e-4` it is GRPOTrainer.
+
+    What changes relative to `GRPOTrainer`:
+
+    1. **Rewards (global scale, Eq. 4-10).** After the reward functions have run and TRL has gathered their outputs,
+       every completion is scored for how different it is from the rest of its group: semantically (a frozen
+       sentence encoder, `semantic_model`) and symbolically (formulas no other completion uses). Each process encodes
+       its own rows; embeddings and formula sets are gathered in rank-major order, so groups that straddle processes
+       are scored whole and identically on every process. Correct completions (verifier reward
+       `>= correctness_threshold`, verifier chosen by `correctness_reward`) get the bonus
+       `diversity_coef * clip(d, 0, diversity_clip)`; the other rows are unchanged.
+    2. **Advantages (Eq. 2).** Formed from the augmented rewards as GRPOTrainer forms them (reward weights, NaN for
+       unscorable rows, `scale_rewards`), with `advantage_epsilon` in place of TRL's hard-coded 1e-4. Only the
+       `"sum_then_normalize"` aggregation of several reward functions is supported.
+    3. **Coupling (Eq. 11).** Each correct completion gets a weight, a softmax of `coupling_temperature * dbar` over
+       the correct completions of its group (`coupling="uniform"`: 1/|P|; uniform too when `diversity_coef=0`, as
+       there is no score). The weight travels with its row through TRL's shuffling and micro-batching.
+    4. **Loss (Eq. 14-16).** `L = L_GRPO - local_entropy_coef * J_local`, where J_local is the importance-sampled,
+       length-normalised entropy of correct completions, weighted by the coupling, computed from the per-token
+       log-probabilities of the same forward pass as the policy loss (no second forward). It is a mean over the
+       groups of the generation batch, scaled so that its gradient does not depend on the per-device batch size,
+       gradient accumulation, `steps_per_generation` or the number of processes.
+    5. **Metrics** under `dsdr/` (see the docs' metrics page).
+
+    Args:
+        model, reward_funcs, args, ...: as for [`~trl.GRPOTrainer`]; `args` must be a [`DSDRConfig`] (default: one
+            with `output_dir="<model name>-DSDR"`).
+        diversity_scorer ([`DiversityScorer`], *optional*): the scorer to use instead of the one `args` describes,
+            e.g. with another encoder or formula extractor. Used only when `diversity_coef > 0`.
+    """
+
+    _tag_names = ["trl", "grpo", "dsdr"]
+    _name = "DSDR"
+
+    def __init__(
+        self,
+        model,
+        reward_funcs,
+        args: DSDRConfig | None = None,
+        *positional: Any,
+        diversity_scorer: DiversityScorer | None = None,
+        **kwargs: Any,
+    ):
+        check_trl_internals()
+        if args is None:
+            name = model if isinstance(model, str) else model.config._name_or_path
+            args = DSDRConfig(output_dir=f"{name.split('/')[-1]}-DSDR")
+        elif not isinstance(args, DSDRConfig):
+            kind = "a GRPOConfig" if isinstance(args, GRPOConfig) else type(args).__name__
+            raise TypeError(f"DSDRTrainer needs a DSDRConfig as `args`, got {kind}. Replace GRPOConfig with DSDRConfig.")
+        if diversity_scorer is not None and not isinstance(diversity_scorer, DiversityScorer):
+            raise TypeError(f"diversity_scorer must be a DiversityScorer, got {type(diversity_scorer).__name__}.")
+        _check_supported_settings(args)
+        super().__init__(model, reward_funcs, args, *positional, **kwargs)
+        missing = [name for name in _TRAINER_ATTRIBUTES if not hasattr(self, name)]
+        if missing:
+            raise _unsupported_trl(f"GRPOTrainer no longer sets {', '.join(missing)}")
+        self.correctness_reward_index = _resolve_correctness_reward(args.correctness_reward, self.reward_func_names)
+        self.diversity_scorer = None
+        if args.diversity_coef > 0:
+            self.diversity_scorer = diversity_scorer or DiversityScorer.from_config(args, self.accelerator.device)
+        elif diversity_scorer is not None:
+            warnings.warn("diversity_scorer is unused: diversity_coef=0 turns the global diversity term off.")
+        self._dsdr_rewards: tuple[torch.Tensor, DiversityScores | None, float] | None = None
+        self._dsdr_logps: list[torch.Tensor] | None = None
+
+    # -- global scale: rewards, advantages, coupling ------------------------------------------------------------------
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        start = time.perf_counter()
+        scores = self._score_diversity(completions) if self.diversity_scorer is not None else None
+        self._dsdr_rewards = (rewards_per_func, scores, time.perf_counter() - start)
+        return rewards_per_func
+
+    def _score_diversity(self, completions: list) -> DiversityScores:
+        """Scores the whole generation batch from this process's completions (collective: every process calls it)."""
+        mode = "train" if self.model.training else "eval"
+        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        texts = [completion_text(completion) for completion in completions]
+        embeddings, formula_sets, error = None, None, None
+        try:
+            embeddings = self.diversity_scorer.embed(texts).to(self.accelerator.device)
+            formula_sets = self.diversity_scorer.extract(texts)
+        except Exception as exc:  # re-raised below on every process, so that none is left waiting in a collective
+            error = exc
+        errors = gather_object([None if error is None else f"{type(error).__name__}: {error}"])
+        failed = [(rank, message) for rank, message in enumerate(errors) if message is not None]
+        if failed:
+            rank, message = failed[0]
+            raise RuntimeError(f"DSDR diversity scoring failed on process {rank}: {message}") from error
+        all_embeddings = self.accelerator.gather(embeddings.contiguous())
+        all_formula_sets = gather_object(formula_sets)
+        return self.diversity_scorer.score(all_embeddings, all_formula_sets, group_size)
+
+    def _generate_and_score_completions(self, inputs):
+        output = super()._generate_and_score_completions(inputs)
+        if self._dsdr_rewards is None or "advantages" not in output:
+            raise _unsupported_trl("_generate_and_score_completions no longer computes rewards the way DSDR wraps")
+        rewards_per_func, scores, scoring_time = self._dsdr_rewards
+        self._dsdr_rewards = None
+
+        mode = "train" if self.model.training else "eval"
+        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        device = rewards_per_func.device
+        unscorable = torch.isnan(rewards_per_func).all(dim=1)
+        rewards = (rewards_per_func * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1)
+        rewards[unscorable] = torch.nan
+        correct = rewards_per_func[:, self.correctness_reward_index] >= self.args.correctness_threshold  # NaN: False
+
+        if scores is None:  # no global term: rewards unchanged, uniform coupling over the correct rows (w/o GD)
+            augmented, clipped, temperature = rewards, torch.zeros_like(rewards), 0.0
+        else:
+            diversity = scores.combined.to(device)
+            augmented = DF.augmented_rewards(
+                rewards, correct, diversity, self.args.diversity_coef, self.args.diversity_clip
+            )
+            clipped = DF.clip_diversity(diversity, self.args.diversity_clip)
+            temperature = self.args.coupling_temperature if self.args.coupling == "softmax" else 0.0
+        advantages = DF.group_advantages(augmented, group_size, self.scale_rewards, self.args.advantage_epsilon)
+        weights = DF.coupling_weights(clipped, correct, group_size, temperature)
+
+        local_rows = output["advantages"].size(0)
+        local = slice(self.accelerator.process_index * local_rows, (self.accelerator.process_index + 1) * local_rows)
+        output["advantages"] = advantages[local]
+        output["dsdr_coupling_weights"] = weights[local]
+        # Every row carries the number of groups of its generation batch, which normalises J_local in the loss.
+        output["dsdr_num_groups"] = torch.full((local_rows,), rewards.numel() // group_size, device=device)
+
+        logged_advantages = self._logs["advantages"]  # TRL logged its own advantages for the completions table
+        for _ in range(min(advantages.numel(), len(logged_advantages))):
+            logged_advantages.pop()
+        logged_advantages.extend(advantages.tolist())
+        self._log_global_metrics(mode, rewards, augmented, correct, advantages, weights, scores, scoring_time, group_size)
+        return output
+
+    def _log_global_metrics(self, mode, rewards, augmented, correct, advantages, weights, scores, seconds, group_size):
+        metrics = self._metrics[mode]
+        grouped_correct = correct.view(-1, group_size)
+        all_correct = grouped_correct.all(dim=1)
+        metrics["dsdr/frac_correct"].append(correct.float().mean().item())
+        metrics["dsdr/frac_all_correct_groups"].append(all_correct.float().mean().item())
+        if all_correct.any():
+            has_signal = (advantages.view(-1, group_size)[all_correct] != 0).any(dim=1)
+            metrics["dsdr/frac_all_correct_groups_with_signal"].append(has_signal.float().mean().item())
+        correct_per_group = grouped_correct.sum(dim=1)
+        several = correct_per_group >= 2
+        if several.any():  # entropy of the coupling weights over P, divided by its maximum log |P|
+            w = weights.view(-1, group_size)[several]
+            entropy = -(w * torch.log(w.clamp(min=1e-30))).sum(dim=1)
+            metrics["dsdr/coupling_entropy"].append((entropy / torch.log(correct_per_group[several].float())).mean().item())
+        if scores is None:
+            return
+        for name, values in (("semantic", scores.semantic), ("formula", scores.formula), ("diversity", scores.combined)):
+            values = values.to(correct.device)
+            metrics[f"dsdr/{name}/mean"].append(values.mean().item())
+            if correct.any():
+                metrics[f"dsdr/{name}/correct_mean"].append(values[correct].mean().item())
+        if correct.any():
+            metrics["dsdr/bonus/correct_mean"].append((augmented - rewards)[correct].mean().item())
+        # D_emb is the mean of (1 - cos) / 2 over the other rows, so this is the mean within-group cosine similarity.
+        metrics["dsdr/within_group_cosine"].append(1.0 - 2.0 * scores.semantic.mean().item())
+        metrics["dsdr/scoring_time_s"].append(seconds)
+
+    # -- local scale: the entropy term in the loss ----------------------------------------------------------------------
+
+    def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+        result = super()._get_per_token_logps_and_entropies(*args, **kwargs)
+        if self._dsdr_logps is not None:  # inside _compute_loss: keep the policy's log-probs, with their graph
+            self._dsdr_logps.append(result[0])
+        return result
+
+    def _compute_loss(self, model, inputs):
+        if self.args.local_entropy_coef == 0:
+            return super()._compute_loss(model, inputs)
+        self._dsdr_logps = []
+        try:
+            loss = super()._compute_loss(model, inputs)
+            captured = self._dsdr_logps
+        finally:
+            self._dsdr_logps = None
+        if len(captured) != 1:
+            raise _unsupported_trl(
+                f"GRPOTrainer's loss made {len(captured)} log-probability passes instead of 1 (is a fused loss such "
+                "as use_liger_kernel on?); DSDR's local term needs the per-token log-probabilities"
+            )
+        per_token_logps = captured[0]
+        mask = inputs["completion_mask"]
+        if "tool_mask" in inputs:
+            mask = mask * inputs["tool_mask"]
+        old_per_token_logps = inputs.get("old_per_token_logps")
+        if old_per_token_logps is None:  # on-policy step: TRL uses the current log-probs, detached, as pi_old
+            old_per_token_logps = per_token_logps.detach()
+        sampling_correction = None
+        if self.use_vllm and self.vllm_importance_sampling_correction:
+            sampling_correction = inputs["importance_sampling_ratio"]
+        weights = inputs["dsdr_coupling_weights"]
+        per_sequence = DF.local_entropy_objective(
+            per_token_logps, old_per_token_logps, mask, weights, sampling_correction
+        )
+        mode = "train" if self.model.training else "eval"
+        # Sum over this micro-batch's rows / the number of groups the optimizer step sees, times the number of
+        # processes (their gradients are averaged): summed over micro-batches and processes, the paper's mean over
+        # prompts (Eq. 15), whatever the batch layout.
+        num_groups = inputs["dsdr_num_groups"][0].float()
+        if mode == "train":
+            num_groups = num_groups * self.current_gradient_accumulation_steps / self.args.steps_per_generation
+        local_objective = per_sequence.sum() * self.accelerator.num_processes / num_groups
+        self._log_local_metrics(mode, per_token_logps, old_per_token_logps, mask, weights, local_objective)
+        return loss - self.args.local_entropy_coef * local_objective
+
+    def _log_local_metrics(self, mode, per_token_logps, old_per_token_logps, mask, weights, local_objective):
+        with torch.no_grad():
+            correct = (weights > 0).float()
+            estimates = DF.local_entropy_objective(per_token_logps, old_per_token_logps, mask, correct)
+            totals = self.accelerator.reduce(torch.stack([estimates.sum(), correct.sum()]), reduction="sum")
+        if totals[1] > 0:
+            self._metrics[mode]["dsdr/local_entropy/correct_mean"].append((totals[0] / totals[1]).item())
+        self._metrics[mode]["dsdr/local_objective"].append(local_objective.detach().item())
+
+
+def completion_text(completion) -> str:
+    """The text a completion contributes to diversity: a string as is; for a conversational completion, the text of
+    its assistant messages (tool output and empty contents are skipped)."""
+    if isinstance(completion, str):
+        return completion
+    parts = []
+    for message in completion or ():
+        if not isinstance(message, dict) or message.get("role", "assistant") != "assistant":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(part.get("text", "") for part in content if isinstance(part, dict))
+    return "\n".join(part for part in parts if isinstance(part, str))
+
+
+def check_trl_internals() -> None:
+    """Refuses a TRL whose GRPOTrainer lacks, or has changed, a method DSDR wraps."""
+    for name, parameters in _OVERRIDE_POINTS.items():
+        method = getattr(GRPOTrainer, name, None)
+        if method is None:
+            raise _unsupported_trl(f"GRPOTrainer.{name} is missing")
+        present = inspect.signature(method).parameters
+        changed = [parameter for parameter in parameters if parameter not in present]
+        if changed:
+            raise _unsupported_trl(f"GRPOTrainer.{name} no longer takes {', '.join(changed)}")
+    version = tuple(int(part) for part in trl.__version__.split(".")[:3] if part.isdigit())
+    if not _TESTED_TRL_RANGE[0] <= version < _TESTED_TRL_RANGE[1]:
+        warnings.warn(
+            f"dsdr-trl is tested with trl{SUPPORTED_TRL}; found trl {trl.__version__}. Its internals look "
+            "compatible, but results are not guaranteed.",
+            stacklevel=3,
+        )
+
+
+def _unsupported_trl(reason: str) -> RuntimeError:
+    return RuntimeError(
+        f"dsdr-trl cannot train with trl {trl.__version__}: {reason}. DSDR wraps private GRPOTrainer methods and is "
+        f"tested with trl{SUPPORTED_TRL}; install a release in that range (pip install 'trl{SUPPORTED_TRL}')."
+    )
+
+
+def _check_supported_settings(args: DSDRConfig) -> None:
+    aggregation = getattr(args, "multi_objective_aggregation", "sum_then_normalize")
+    if aggregation != "sum_then_normalize":
+        raise ValueError(
+            f"DSDRTrainer supports multi_objective_aggregation='sum_then_normalize' only, got {aggregation!r}: Eq. 10 "
+            "adds the diversity bonus to the summed reward before the group normalisation."
+        )
+    if args.local_entropy_coef > 0 and args.use_liger_kernel:
+        raise ValueError(
+            "DSDRTrainer does not support use_liger_kernel=True with local_entropy_coef > 0: the fused Liger loss "
+            "never exposes the per-token log-probabilities the local entropy term (Eq. 15) needs. Set "
+            "use_liger_kernel=False, or local_entropy_coef=0."
+        )
+
+
+def _resolve_correctness_reward(setting: str | None, names: list[str]) -> int:
+    """Index of the verifier among the reward functions, from a name or an index (as a string from the CLI)."""
+    if setting is None:
+        if len(names) == 1:
+            return 0
+        raise ValueError(
+            f"DSDRConfig.correctness_reward must name the verifier among the {len(names)} reward functions "
+            f"{names} (its name or index): DSDR gives the diversity bonus to correct completions only."
+        )
+    if setting in names:
+        return names.index(setting)
+    if setting.lstrip("-").isdigit() and 0 <= int(setting) < len(names):
+        return int(setting)
+    raise ValueError(
+        f"DSDRConfig.correctness_reward={setting!r} is neither the name of a reward function {names} nor an index "
+        f"in 0..{len(names) - 1}."
+    )
