@@ -82,7 +82,10 @@ _NOISE = re.compile(
     r")"
 )
 # Whitespace is insignificant in math except after a control word: `\cdot b` is not `\cdotb`.
-_WHITESPACE = re.compile(r"(\\[a-zA-Z]++)\s+(?=[a-zA-Z])|\s+")
+# NUL marks the kept space; a NUL in the text (never meaningful in math) also becomes a space.
+_SPACE_AFTER_CONTROL_WORD = re.compile(r"(\\[a-zA-Z]++)\s+(?=[a-zA-Z])")
+_MARKED_SPACE = "\0"
+_MARKED_SPACE_TEMPLATE = r"\1" + _MARKED_SPACE
 _BOXED_TOKEN = re.compile(r"\\\\|\\boxed\{|\\[{}]|[{}]")
 _TRAILING_PUNCTUATION = ".,;"
 
@@ -90,7 +93,10 @@ _TRAILING_PUNCTUATION = ".,;"
 def extract_formulas(text: str) -> set[str]:
     """Return S(o): the normalised formulas of ``text`` (see the module docstring for the rules)."""
     formulas: set[str] = set()
-    closers = _CloserFinder(text)
+    # First occurrence of each closer at or after the position it was searched from. The scan only
+    # moves forward, so an answer stays right until the position passes it, and "absent" (-1) stays
+    # right for good: each closer's search covers the text once, however many openers lack it.
+    next_at: dict[str, int] = {}
     position = 0
     while (opener := _OPENER.search(text, position)) is not None:
         token = opener.group()
@@ -99,46 +105,35 @@ def extract_formulas(text: str) -> set[str]:
             continue
         environment = opener.group(1)
         closer = f"\\end{{{environment}}}" if environment else _CLOSER_OF[token]
-        close = closers.find(closer, position)
+        close = next_at.get(closer, -2)
+        if -1 < close < position or close == -2:
+            close = next_at[closer] = _find_unescaped(text, closer, position)
         if close == -1:
             continue
         if token in _INLINE_OPENERS:
-            paragraph_break = closers.find(_PARAGRAPH_BREAK, position)
-            if paragraph_break != -1 and paragraph_break < close:
+            paragraph_break = next_at.get(_PARAGRAPH_BREAK, -2)
+            if -1 < paragraph_break < position or paragraph_break == -2:
+                paragraph_break = next_at[_PARAGRAPH_BREAK] = text.find(_PARAGRAPH_BREAK, position)
+            if -1 < paragraph_break < close:
                 continue  # unclosed within its paragraph; the closer may open the next formula
         region = text[position:close]
         position = close + len(closer)
         if len(region) > MAX_REGION_CHARS:
             continue
-        for line in _split_lines(region):
+        lines = _split_lines(region) if "\\" in region or "&" in region else (region,)
+        for line in lines:
             formula = _normalise(line)
             if formula and len(formula) <= MAX_FORMULA_CHARS:
                 formulas.add(formula)
     return formulas
 
 
-class _CloserFinder:
-    """``str.find`` for unescaped tokens, remembering each answer.
-
-    The scan only moves forward, so an occurrence found from an earlier start is still the first one
-    from any later start up to it, and "not found" stays true: each token's search covers the text
-    at most once, which keeps the scan linear however many openers lack their closer.
-    """
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-        self._next: dict[str, int] = {}
-
-    def find(self, token: str, start: int) -> int:
-        found = self._next.get(token)
-        if found is not None and (found == -1 or found >= start):
-            return found
-        text = self._text
-        found = text.find(token, start)
-        while found != -1 and token[0] in "\\$" and _is_escaped(text, found):
-            found = text.find(token, found + 1)
-        self._next[token] = found
-        return found
+def _find_unescaped(text: str, token: str, start: int) -> int:
+    """``text.find(token, start)``, skipping occurrences escaped by an odd run of backslashes."""
+    found = text.find(token, start)
+    while found != -1 and _is_escaped(text, found):
+        found = text.find(token, found + 1)
+    return found
 
 
 def _is_escaped(text: str, index: int) -> bool:
@@ -153,10 +148,8 @@ def _split_lines(region: str) -> list[str]:
     """Split a math region into its lines: at top-level ``\\\\``, dropping top-level ``&``.
 
     Top level means outside brace groups and outside content environments (matrices, cases, ...);
-    ``\\begin``/``\\end`` of line-structure environments are removed.
+    ``\\begin``/``\\end`` of line-structure environments are removed (they contain ``\\\\`` or ``&``).
     """
-    if "\\\\" not in region and "&" not in region and "\\begin" not in region:
-        return [region]
     lines: list[str] = []
     pieces: list[str] = []
     brace_depth = 0
@@ -192,20 +185,16 @@ def _split_lines(region: str) -> list[str]:
 
 def _normalise(formula: str) -> str:
     """Remove the differences that do not change a formula (module docstring, "Normalisation")."""
+    if "\\" not in formula:  # no command: only whitespace and punctuation can differ
+        return "".join(formula.split()).rstrip(_TRAILING_PUNCTUATION)
     formula = _NOISE.sub("", formula)
-    if "\\" in formula:
-        formula = _WHITESPACE.sub(_squeeze_whitespace, formula)
-    else:
-        formula = "".join(formula.split())
+    # Mark the spaces that matter, drop all whitespace, restore the marked ones (no per-match callback).
+    formula = _SPACE_AFTER_CONTROL_WORD.sub(_MARKED_SPACE_TEMPLATE, formula)
+    formula = "".join(formula.split()).replace(_MARKED_SPACE, " ")
     formula = formula.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     if "\\boxed{" in formula:
         formula = _unwrap_boxed(formula)
     return formula.rstrip(_TRAILING_PUNCTUATION)
-
-
-def _squeeze_whitespace(match: re.Match[str]) -> str:
-    control_word = match.group(1)
-    return control_word + " " if control_word else ""
 
 
 def _unwrap_boxed(formula: str) -> str:
