@@ -1,0 +1,185 @@
+"""`dsdr-trl train`: train a model with DSDR from a YAML recipe and/or command-line flags.
+
+Every field of `ScriptArguments` (below), of `DSDRConfig` (and so of `trl.GRPOConfig` and
+`transformers.TrainingArguments`) and of `trl.ModelConfig` can be set in the YAML file given with
+`--config` or on the command line; the command line wins. Examples::
+
+    dsdr-trl train --config recipes/qwen3-1.7b/dsdr.yaml
+    accelerate launch --config_file recipes/accelerate/zero2.yaml \\
+        -m dsdr_trl.scripts.train --config recipes/qwen3-1.7b/dsdr.yaml --output_dir runs/dsdr
+
+This module only parses and wires: the dataset comes from `dsdr_trl.data`, the rewards from `dsdr_trl.rewards`
+(or any importable function), the LoRA settings from `trl.get_peft_config`, and the training from `DSDRTrainer`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data import DAPO_MATH_CONFIG, DAPO_MATH_HUB_ID, format_problems
+
+REWARD_FUNCTIONS: dict[str, str] = {
+    "math_accuracy": "dsdr_trl.rewards:math_accuracy_reward",
+    "boxed_format": "dsdr_trl.rewards:boxed_format_reward",
+}
+"""Short names accepted in `reward_funcs`, and the function each stands for."""
+
+PROMPT_FORMATS = ("conversational", "standard")
+LOCAL_DATA_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+@dataclass
+class ScriptArguments:
+    """What `dsdr-trl train` needs beyond `DSDRConfig` and `trl.ModelConfig`: the data and the reward functions."""
+
+    dataset_name: str = field(
+        default=DAPO_MATH_HUB_ID,
+        metadata={"help": "Hub dataset id, or a local .json / .jsonl / .parquet file."},
+    )
+    dataset_config: str | None = field(
+        default=DAPO_MATH_CONFIG,
+        metadata={"help": "Configuration name of a Hub dataset (ignored for local files)."},
+    )
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on (a local file has one)."})
+    dataset_test_split: str | None = field(
+        default=None,
+        metadata={
+            "help": "Split to evaluate on, or a local .json / .jsonl / .parquet file; used only when eval_strategy "
+            "is not 'no'."
+        },
+    )
+    problem_column: str = field(default="prompt", metadata={"help": "Column holding the problem text."})
+    answer_column: str = field(default="solution", metadata={"help": "Column holding the reference final answer."})
+    prompt_format: str = field(
+        default="conversational",
+        metadata={
+            "help": "'conversational': chat messages rendered with the model's chat template; 'standard': plain text.",
+            "choices": list(PROMPT_FORMATS),
+        },
+    )
+    system_prompt: str | None = field(default=None, metadata={"help": "Optional system prompt before each problem."})
+    deduplicate: bool = field(
+        default=True,
+        metadata={"help": "Drop repeated problems (compared after normalisation), as the paper does for DAPO-Math-17k."},
+    )
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["math_accuracy"],
+        metadata={
+            "help": f"Reward functions: {', '.join(REWARD_FUNCTIONS)}, or an import path 'package.module:function' "
+            "(or 'package.module.function'). With several, set correctness_reward to the verifier's name."
+        },
+    )
+
+
+def make_parser():
+    """The parser over (ScriptArguments, DSDRConfig, ModelConfig); `--config FILE` reads a YAML recipe."""
+    from trl import ModelConfig, TrlParser
+
+    from ..config import DSDRConfig
+
+    return TrlParser((ScriptArguments, DSDRConfig, ModelConfig), prog="dsdr-trl train")
+
+
+def resolve_reward_function(name: str) -> Callable:
+    """A reward function from a short name in `REWARD_FUNCTIONS` or an import path (`a.b:f` or `a.b.f`)."""
+    path = REWARD_FUNCTIONS.get(name, name)
+    if ":" in path:
+        module_name, _, attribute = path.partition(":")
+    elif "." in path:
+        module_name, _, attribute = path.rpartition(".")
+    else:
+        raise ValueError(
+            f"Unknown reward function {name!r}: use one of {', '.join(REWARD_FUNCTIONS)} or an import path "
+            "such as 'my_package.rewards:my_reward'."
+        )
+    # Like `python -m`, look in the working directory first, so that a reward module next to the recipe imports.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    function = getattr(importlib.import_module(module_name), attribute, None)
+    if not callable(function):
+        raise ValueError(f"Reward function {name!r}: {module_name} has no callable {attribute!r}.")
+    return function
+
+
+def load_prompts(script_args: ScriptArguments, split: str):
+    """The `prompt` / `solution` / `problem` dataset of one split, from the Hub or a local file."""
+    from datasets import load_dataset
+
+    # A split may itself be a local file (an evaluation set next to a local training file).
+    source = split if Path(split).suffix.lower() in LOCAL_DATA_FORMATS else script_args.dataset_name
+    suffix = Path(source).suffix.lower()
+    if suffix in LOCAL_DATA_FORMATS:
+        # `datasets` puts the rows of a local file in a split named "train", whatever the file holds.
+        raw = load_dataset(LOCAL_DATA_FORMATS[suffix], data_files=source, split="train")
+    else:
+        raw = load_dataset(script_args.dataset_name, script_args.dataset_config, split=split)
+    missing = {script_args.problem_column, script_args.answer_column} - set(raw.column_names)
+    if missing:
+        raise ValueError(
+            f"Dataset {script_args.dataset_name} lacks the columns {sorted(missing)} (it has {raw.column_names}); "
+            "set problem_column and answer_column."
+        )
+    return format_problems(
+        raw[script_args.problem_column],
+        raw[script_args.answer_column],
+        conversational=script_args.prompt_format == "conversational",
+        system_prompt=script_args.system_prompt,
+        deduplicate=script_args.deduplicate,
+    )
+
+
+def train(script_args: ScriptArguments, training_args, model_args):
+    """Build the trainer from the three argument objects, train, and save the final model; returns the trainer."""
+    from trl import get_peft_config, get_quantization_config
+
+    from ..trainer import DSDRTrainer
+
+    if not model_args.model_name_or_path:
+        raise ValueError("Set model_name_or_path (in the recipe or with --model_name_or_path).")
+    # As in TRL's own scripts: ModelConfig's loading options first, the recipe's model_init_kwargs on top.
+    model_init_kwargs = {
+        "revision": model_args.model_revision,
+        "trust_remote_code": training_args.trust_remote_code,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+    }
+    model_init_kwargs.update(training_args.model_init_kwargs or {})
+    training_args.model_init_kwargs = model_init_kwargs
+
+    evaluating = training_args.eval_strategy != "no"
+    if evaluating and not script_args.dataset_test_split:
+        raise ValueError("eval_strategy is set but dataset_test_split is not: name the split to evaluate on.")
+    trainer = DSDRTrainer(
+        model=model_args.model_name_or_path,
+        reward_funcs=[resolve_reward_function(name) for name in script_args.reward_funcs],
+        args=training_args,
+        train_dataset=load_prompts(script_args, script_args.dataset_train_split),
+        eval_dataset=load_prompts(script_args, script_args.dataset_test_split) if evaluating else None,
+        quantization_config=get_quantization_config(model_args),
+        peft_config=get_peft_config(model_args),
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    return trainer
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` (default: the command line), train, and return 0."""
+    script_args, training_args, model_args = make_parser().parse_args_and_config(
+        list(sys.argv[1:] if argv is None else argv)
+    )
+    trainer = train(script_args, training_args, model_args)
+    if hasattr(trainer, "end"):  # transformers >= 5.18: finish trackers and tear down the process group
+        trainer.end()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
