@@ -75,8 +75,9 @@ class DiversityScorer:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.encoder = _load_encoder(model, self.device)
         self.tokenizer = self.encoder.tokenizer
-        # Room for the encoder's own special tokens ([CLS] ... [SEP]) in every window.
-        self.window_size = self.encoder.max_seq_length - self.tokenizer.num_special_tokens_to_add(pair=False)
+        # Every window is wrapped in the encoder's own special tokens ([CLS] ... [SEP]), as `encode` would.
+        self.window_prefix, self.window_suffix = _special_tokens_around_text(self.tokenizer)
+        self.window_size = self.encoder.max_seq_length - len(self.window_prefix) - len(self.window_suffix)
         self.semantic_weight = semantic_weight
         self.formula_weight = formula_weight
         self.formula_identity = formula_identity
@@ -107,7 +108,7 @@ class DiversityScorer:
         for owner, ids in enumerate(token_ids):
             starts = range(0, max(len(ids), 1), self.window_size)
             for start in starts[:1] if self.truncate else starts:
-                windows.append(self.tokenizer.build_inputs_with_special_tokens(ids[start : start + self.window_size]))
+                windows.append(self.window_prefix + ids[start : start + self.window_size] + self.window_suffix)
                 owners.append(owner)
         return windows, torch.tensor(owners, dtype=torch.long)
 
@@ -115,7 +116,7 @@ class DiversityScorer:
     def encode_windows(self, windows: Sequence[Sequence[int]]) -> torch.Tensor:
         """(W, D) float32 embeddings of token windows, in the given order; batched by similar length."""
         order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
-        dim = self.encoder.get_sentence_embedding_dimension()
+        dim = self.encoder.get_embedding_dimension()
         embeddings = torch.empty(len(windows), dim, dtype=torch.float32, device=self.device)
         uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
         for start in range(0, len(order), self.batch_size):
@@ -179,3 +180,13 @@ def _load_encoder(model, device: torch.device):
     if device.type == "cuda":
         encoder.half()
     return encoder
+
+
+def _special_tokens_around_text(tokenizer) -> tuple[list[int], list[int]]:
+    """The token ids the tokenizer puts before and after a single text (e.g. [CLS] and [SEP])."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    wrapped = tokenizer("a", add_special_tokens=True)["input_ids"]
+    for start in range(len(wrapped) - len(plain) + 1):
+        if wrapped[start : start + len(plain)] == plain:
+            return wrapped[:start], wrapped[start + len(plain) :]
+    raise ValueError(f"cannot locate the text among the special tokens of {type(tokenizer).__name__}.")
