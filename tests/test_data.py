@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from datasets import Dataset
@@ -15,11 +14,7 @@ from dsdr_trl.data import (
     load_dapo_math,
     resolve_local_benchmark,
 )
-
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_data = pytest.mark.skipif(
-    not (DATA_DIR / "benchmarks").is_dir(), reason=f"shared benchmark data not found at {DATA_DIR / 'benchmarks'}"
-)
+from tests.tiny import SHARED_DATA_DIR, requires_shared_benchmarks
 
 SYSTEM = "You are a careful mathematician."
 
@@ -81,17 +76,17 @@ def test_registry_names_the_five_paper_benchmarks():
     assert set(BENCHMARKS) == {"aime24", "aime25", "math500", "minervamath", "olympiadbench"}
 
 
-@needs_data
+@requires_shared_benchmarks
 @pytest.mark.parametrize("name", sorted(BENCHMARKS))
 def test_every_registered_benchmark_resolves_locally(name):
-    local_file = resolve_local_benchmark(name, DATA_DIR)
-    assert local_file == DATA_DIR / BENCHMARKS[name].local_file
+    local_file = resolve_local_benchmark(name, SHARED_DATA_DIR)
+    assert local_file == SHARED_DATA_DIR / BENCHMARKS[name].local_file
 
 
-@needs_data
+@requires_shared_benchmarks
 def test_load_benchmark_from_the_local_data_keeps_order_and_answers():
-    records = [json.loads(line) for line in (DATA_DIR / "benchmarks/aime24/test.jsonl").read_text().splitlines()]
-    loaded = load_benchmark("aime24", data_dir=DATA_DIR, limit=3, system_prompt=SYSTEM)
+    records = [json.loads(line) for line in (SHARED_DATA_DIR / "benchmarks/aime24/test.jsonl").read_text().splitlines()]
+    loaded = load_benchmark("aime24", data_dir=SHARED_DATA_DIR, limit=3, system_prompt=SYSTEM)
     assert loaded["solution"] == [r["answer"] for r in records[:3]]
     # The local problems already end with the instruction: it must not be appended twice.
     assert loaded["problem"] == [r["problem"] for r in records[:3]]

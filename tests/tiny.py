@@ -1,4 +1,4 @@
-"""Tiny, deterministic, offline stand-ins for a chat LLM and its tokenizer, for tests.
+"""Tiny, deterministic, offline stand-ins for a chat LLM and its tokenizer, for tests (and where the shared data is).
 
 Nothing here touches the Hugging Face Hub: the tokenizer is a byte-level BPE trained in code on a
 small built-in math corpus, and the model is a randomly initialised 2-layer Qwen2-shaped causal LM.
@@ -18,10 +18,18 @@ import functools
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+SHARED_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+"""The project's shared data (benchmarks, solutions); never copied into the package."""
+requires_shared_benchmarks = pytest.mark.skipif(
+    not (SHARED_DATA_DIR / "benchmarks").is_dir(),
+    reason=f"shared benchmark data not found at {SHARED_DATA_DIR / 'benchmarks'}",
+)
 
 PAD_TOKEN = "<|endoftext|>"
 IM_START = "<|im_start|>"

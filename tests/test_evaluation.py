@@ -1,0 +1,249 @@
+"""dsdr_trl.evaluation and `dsdr-trl eval`: Pass@k arithmetic, diversity@k, the CLI end to end (resuming), and the
+training-time PassAtKCallback inside a real GRPOTrainer."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from dsdr_trl import evaluation
+from dsdr_trl.evaluation import (
+    PassAtKCallback,
+    SampleStore,
+    TransformersSampler,
+    correctness_metrics,
+    default_ks,
+    diversity_of_correct,
+    pass_at_k,
+    shard,
+)
+from dsdr_trl.scripts import cli
+from tests.tiny import (
+    SHARED_DATA_DIR,
+    build_tiny_model_and_tokenizer,
+    requires_shared_benchmarks,
+    save_tiny_model,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# Hand-computed: 1 - C(4 - c, k) / C(4, k), with C(a, b) = 0 for b > a.
+PASS_AT_K_N4 = {
+    0: [0.0, 0.0, 0.0, 0.0],
+    1: [1 / 4, 1 - 3 / 6, 1 - 1 / 4, 1.0],
+    2: [2 / 4, 1 - 1 / 6, 1.0, 1.0],
+    3: [3 / 4, 1.0, 1.0, 1.0],
+    4: [1.0, 1.0, 1.0, 1.0],
+}
+
+
+@pytest.mark.parametrize("c", range(5))
+@pytest.mark.parametrize("k", range(1, 5))
+def test_pass_at_k_matches_hand_computed_values(c, k):
+    assert pass_at_k(4, c, k) == pytest.approx(PASS_AT_K_N4[c][k - 1], abs=1e-12)
+
+
+def test_pass_at_k_matches_the_binomial_formula_for_large_n():
+    for c, k in [(1, 1), (3, 10), (17, 32), (40, 64), (0, 7)]:
+        expected = 1 - math.comb(64 - c, k) / math.comb(64, k)
+        assert pass_at_k(64, c, k) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("n", [1, 16, 64, 1000])
+def test_pass_at_k_limits(n):
+    assert all(pass_at_k(n, 0, k) == 0.0 for k in (1, n))
+    assert all(pass_at_k(n, n, k) == 1.0 for k in (1, n))
+    assert pass_at_k(n, 1, 1) == pytest.approx(1 / n)
+
+
+@pytest.mark.parametrize(
+    ("n", "c", "k", "message"),
+    [(4, 1, 5, "larger than the number of samples"), (4, 5, 1, "more than n"), (-1, 0, 1, "non-negative"),
+     (4, -1, 1, "non-negative"), (4, 1, 0, "at least 1")],
+)
+def test_pass_at_k_rejects_impossible_arguments(n, c, k, message):
+    with pytest.raises(ValueError, match=message):
+        pass_at_k(n, c, k)
+
+
+def test_default_ks_are_powers_of_two_up_to_n():
+    assert default_ks(64) == (1, 2, 4, 8, 16, 32, 64)
+    assert default_ks(6) == (1, 2, 4, 6)
+
+
+def test_correctness_metrics_average_over_problems():
+    correct = [[True, False, False, False], [True, True, True, True]]
+    metrics = correctness_metrics(correct, avg_k=2, ks=(1, 4))
+    assert metrics["avg@2"] == pytest.approx((0.5 + 1.0) / 2)
+    assert metrics["pass@1"] == pytest.approx((0.25 + 1.0) / 2)
+    assert metrics["pass@4"] == pytest.approx(1.0)
+
+
+def test_shards_cover_every_problem_with_equal_sizes():
+    problems = list(range(5))
+    shards = [shard(problems, rank, 2) for rank in range(2)]
+    assert shards == [[0, 2, 4], [1, 3, 0]]
+    assert set(shards[0]) | set(shards[1]) == set(problems)
+
+
+def test_sample_store_skips_a_line_cut_short_and_appends_on_a_new_line(tmp_path):
+    record = {"model": "m", "benchmark": "b", "problem_index": 0, "prompt_sha": "x", "sample_index": 0, "settings": "s"}
+    path = tmp_path / "samples.jsonl"
+    path.write_text(json.dumps(record) + "\n" + '{"model": "m", "bench')
+    store = SampleStore(path)
+    assert len(store.records) == 1
+    store.append([{**record, "sample_index": 1}])
+    assert len(SampleStore(path).records) == 2
+
+
+def test_diversity_of_correct_with_dsdrs_scorer_separates_copies_from_distinct_derivations(minilm_path):
+    from dsdr_trl.scorer import DiversityScorer
+
+    scorer = DiversityScorer(model=minilm_path)
+    copies = ["We have $x = 2 + 2$, so the answer is $\\boxed{4}$."] * 3
+    distinct = [
+        "By counting, $3 + 1 = 4$, hence $\\boxed{4}$.",
+        "Squaring gives $x^2 = 16$ and $x > 0$, so $\\boxed{4}$.",
+        "The geometric series $\\sum_{i=0}^{1} 2^i = 3$ plus one is $\\boxed{4}$.",
+    ]
+    only_one_correct = ["$\\boxed{4}$"]
+    same = diversity_of_correct([copies, only_one_correct], scorer)
+    different = diversity_of_correct([distinct], scorer)
+    assert same["problems"] == 1 and different["problems"] == 1
+    assert same["semantic"] == pytest.approx(0.0, abs=1e-3)
+    assert same["formula"] == 0.0 and same["derivations"] == 1
+    assert different["semantic"] > 0.05
+    assert different["formula"] > 0.5 and different["derivations"] == 3 and different["derivation_ratio"] == 1.0
+    assert diversity_of_correct([only_one_correct], scorer)["semantic"] is None
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory) -> list[str]:
+    root = tmp_path_factory.mktemp("models")
+    return [str(save_tiny_model(root / "tiny-a", seed=0)), str(save_tiny_model(root / "tiny-b", seed=1))]
+
+
+@pytest.fixture
+def count_generate(monkeypatch) -> list[int]:
+    """Counts the samples TransformersSampler draws (one entry per generate call: its batch size)."""
+    calls: list[int] = []
+    original = TransformersSampler.generate
+
+    def counting(self, prompts, settings, seeds):
+        calls.append(len(prompts))
+        return original(self, prompts, settings, seeds)
+
+    monkeypatch.setattr(TransformersSampler, "generate", counting)
+    return calls
+
+
+@requires_shared_benchmarks
+def test_eval_cli_end_to_end_writes_reports_and_resumes(tmp_path, tiny_models, count_generate):
+    output_dir = tmp_path / "eval"
+    argv = [
+        "eval", "--models", *tiny_models, "--benchmarks", "aime24", "math500", "--data-dir", str(SHARED_DATA_DIR),
+        "--output-dir", str(output_dir), "--limit", "3", "--num-samples", "2", "--avg-k", "2",
+        "--max-new-tokens", "4", "--batch-size", "4", "--device", "cpu", "--backend", "transformers",
+        "--encoder", "none", "--no-progress",
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    expected_samples = 2 * 2 * 3 * (1 + 2)  # models x benchmarks x problems x (Pass@1 sample + 2 sampled)
+    assert sum(count_generate) == expected_samples
+
+    results = json.loads((output_dir / "results.json").read_text())
+    assert set(results) == {"summary", "samples"}
+    assert len(results["samples"]) == expected_samples
+    assert {"completion", "grade", "correct", "seed", "temperature", "top_p"} <= set(results["samples"][0])
+    assert {s["temperature"] for s in results["samples"]} == {0.1, 0.7}
+    summary = results["summary"]
+    assert summary["samples_drawn_this_run"] == expected_samples
+    for model in tiny_models:
+        model_results = summary["results"][model]
+        assert set(model_results["benchmarks"]) == {"aime24", "math500"}
+        aime = model_results["benchmarks"]["aime24"]
+        assert aime["num_problems"] == 3
+        assert {"pass@1", "avg@2", "pass@k"} <= set(aime) and set(aime["pass@k"]) == {"1", "2"}
+        assert 0.0 <= aime["pass@1"] <= 1.0 and aime["pass@k"]["1"] <= aime["pass@k"]["2"] <= 1.0
+
+    table = (output_dir / "table.md").read_text().splitlines()
+    assert "| Model | AIME24 | MATH500 | Average |" in table
+    rows = [line for line in table if line.startswith("| ") and not line.startswith("| Model")]
+    assert [row.split(" | ")[0].removeprefix("| ") for row in rows] == tiny_models
+    assert all(row.count(" / ") == 3 for row in rows)
+
+    png = (output_dir / "pass_at_k.png").read_bytes()
+    assert png.startswith(PNG_SIGNATURE) and len(png) > 1000
+
+    # Rerun: everything is on disk, nothing is generated, and the numbers are the same.
+    samples_before = (output_dir / "samples.jsonl").read_text()
+    count_generate.clear()
+    assert cli.main(argv) == 0
+    assert count_generate == []
+    assert (output_dir / "samples.jsonl").read_text() == samples_before
+    rerun = json.loads((output_dir / "results.json").read_text())["summary"]
+    assert rerun["samples_drawn_this_run"] == 0 and rerun["results"] == summary["results"]
+
+    # An interrupted run (some samples missing, last line cut short) draws only what is missing.
+    lines = samples_before.splitlines()
+    (output_dir / "samples.jsonl").write_text("\n".join(lines[:-5]) + "\n" + lines[-5][:20])
+    assert cli.main(argv) == 0
+    assert sum(count_generate) == 5
+
+
+def test_cli_lists_subcommands_and_rejects_unknown_ones(capsys):
+    assert cli.main([]) == 2
+    assert "eval" in capsys.readouterr().out
+    assert cli.main(["nope"]) == 2
+    assert "unknown subcommand" in capsys.readouterr().err
+
+
+def test_eval_cli_rejects_k_above_the_sample_count(tmp_path):
+    with pytest.raises(SystemExit):
+        cli.main(["eval", "--models", "m", "--output-dir", str(tmp_path), "--num-samples", "4", "--ks", "8"])
+
+
+@requires_shared_benchmarks
+def test_pass_at_k_callback_logs_through_a_grpo_trainer(tmp_path):
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    model, tokenizer = build_tiny_model_and_tokenizer()
+    train = Dataset.from_dict({"prompt": [[{"role": "user", "content": "What is 2+2?"}]] * 4, "solution": ["4"] * 4})
+    args = GRPOConfig(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4, max_completion_length=4,
+        max_steps=2, logging_steps=1, report_to=[], use_cpu=True, save_strategy="no",
+    )  # fmt: skip
+    trainer = GRPOTrainer(
+        model=model, reward_funcs=lambda completions, **_: [0.0] * len(completions), args=args,
+        train_dataset=train, processing_class=tokenizer,
+    )  # fmt: skip
+    callback = PassAtKCallback(trainer, ["aime24"], data_dir=SHARED_DATA_DIR, eval_steps=2, limit=2, num_samples=2)
+    trainer.add_callback(callback)
+    rng_before = torch.get_rng_state()
+    metrics = callback.evaluate(trainer.model, tokenizer)
+    assert torch.equal(torch.get_rng_state(), rng_before), "evaluation must not move the training random stream"
+    assert set(metrics) == {"eval/avg@2", "eval/pass@1", "eval/pass@2"}
+
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "eval/pass@2" in entry]
+    assert [entry["step"] for entry in logged] == [2]  # eval_steps=2: step 2 only
+    assert 0.0 <= logged[0]["eval/avg@2"] <= logged[0]["eval/pass@2"] <= 1.0
+
+
+def test_callback_restores_training_mode():
+    model, tokenizer = build_tiny_model_and_tokenizer()
+    model.train()
+    trainer = SimpleNamespace(
+        args=SimpleNamespace(max_completion_length=3),
+        accelerator=SimpleNamespace(process_index=0, num_processes=1),
+    )
+    callback = PassAtKCallback(trainer, benchmarks=(), num_samples=1)
+    # One hand-made problem instead of a benchmark, so this runs without the shared data.
+    callback.problems = {"toy": [evaluation.Problem("toy", 0, [{"role": "user", "content": "1+1?"}], "2", "sha")]}
+    metrics = callback.evaluate(model, tokenizer)
+    assert model.training
+    assert set(metrics) == {"eval/avg@1", "eval/pass@1"}
