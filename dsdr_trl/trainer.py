@@ -6,6 +6,7 @@ TRL's private API is here, in four overrides that call `super()`, checked when t
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 import warnings
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 import trl
 from accelerate.utils import gather_object
+from torch import nn
 from trl import GRPOConfig, GRPOTrainer
 
 from . import functional as DF
@@ -96,6 +98,10 @@ class DSDRTrainer(GRPOTrainer):
         if missing:
             raise _unsupported_trl(f"GRPOTrainer no longer sets {', '.join(missing)}")
         self.correctness_reward_index = _resolve_correctness_reward(args.correctness_reward, self.reward_func_names)
+        self.reward_funcs = [
+            func if isinstance(func, nn.Module) else _naming_errors(func, name)
+            for func, name in zip(self.reward_funcs, self.reward_func_names)
+        ]
         self.diversity_scorer = None
         if args.diversity_coef > 0:
             self.diversity_scorer = diversity_scorer or DiversityScorer.from_config(args, self.accelerator.device)
@@ -274,6 +280,37 @@ def completion_text(completion) -> str:
         elif isinstance(content, list):
             parts.extend(part.get("text", "") for part in content if isinstance(part, dict))
     return "\n".join(part for part in parts if isinstance(part, str))
+
+
+class RewardFunctionError(RuntimeError):
+    """A reward function raised; the message names it."""
+
+
+def _naming_errors(func, name: str):
+    """Wraps a reward function so that an exception it raises names it (TRL re-raises it bare)."""
+
+    def reraise(error: Exception):
+        return RewardFunctionError(f"reward function {name!r} raised {type(error).__name__}: {error}")
+
+    target = func.func if isinstance(func, functools.partial) else func
+    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(getattr(target, "__call__", None)):
+
+        async def named(*args, **kwargs):
+            try:
+                return await func(*args, **kwargs)
+            except Exception as error:
+                raise reraise(error) from error
+
+    else:
+
+        def named(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except Exception as error:
+                raise reraise(error) from error
+
+    named.__name__ = name
+    return named
 
 
 def check_trl_internals() -> None:

