@@ -728,6 +728,8 @@ def plot_pass_at_k(results: dict[str, Any], benchmarks: Sequence[str], path: str
             ks = sorted(curve["pass@k"])
             axis.plot(ks, [100 * curve["pass@k"][k] for k in ks], marker="o", markersize=3, label=model)
         axis.set_xscale("log", base=2)
+        axis.set_xticks(ks, [str(k) for k in ks])  # plain k values rather than powers of two
+        axis.set_ylim(bottom=0)
         axis.set_title("Average" if panel == "average" else benchmark_title(panel))
         axis.set_xlabel("k")
         axis.set_ylabel("Pass@k (%)")

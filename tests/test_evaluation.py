@@ -247,3 +247,30 @@ def test_callback_restores_training_mode():
     metrics = callback.evaluate(model, tokenizer)
     assert model.training
     assert set(metrics) == {"eval/avg@1", "eval/pass@1"}
+
+
+def test_a_lora_adapter_is_loaded_on_its_base_and_merged(tmp_path, tiny_models):
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from dsdr_trl.evaluation import find_adapter, load_model
+
+    base_dir = tiny_models[0]
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base_dir),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
+    adapter_dir = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter_dir)
+
+    assert find_adapter(base_dir) == (base_dir, None)
+    assert find_adapter(str(adapter_dir)) == (base_dir, str(adapter_dir))
+    merged = load_model(str(adapter_dir), device="cpu")
+    assert not isinstance(merged, PeftModel)
+    input_ids = torch.tensor([[5, 17, 42, 99]])
+    base_logits = AutoModelForCausalLM.from_pretrained(base_dir)(input_ids).logits
+    with torch.no_grad():
+        expected = peft_model.eval()(input_ids).logits
+        assert torch.allclose(merged(input_ids).logits, expected, atol=1e-5)
+        # The adapter's non-zero initialisation must actually change the model (else this test proves nothing).
+        assert not torch.allclose(base_logits, expected, atol=1e-4)
