@@ -1,0 +1,148 @@
+"""Answer extraction and grading: unit cases per answer format, and the figures on the shared data."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from dsdr_trl.grading import extract_final_answer, grade, grade_many
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SOLUTIONS = DATA / "solutions" / "math500_solutions.jsonl"
+BENCHMARKS = ("aime24", "aime25", "math500", "minervamath", "olympiadbench")
+
+# Rows of the derangement (solution i against the answer of row i + 1) that are skipped because the two
+# answers are equal: as strings, or as values (the remaining pairs must all be rejected).
+EQUAL_NEIGHBOUR_ANSWERS = {
+    22: "'5' and 'x=5': an assignment grades as its value",
+    186: "'7' and '7'",
+    403: "'3' and '3'",
+}
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        pytest.skip(f"shared data not found at {path} (see shared/data/README.md)")
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (r"so \boxed{\frac{1}{2}} holds", r"\frac{1}{2}"),
+        (r"\boxed{a} first, then \boxed{b{c}}", "b{c}"),
+        (r"\boxed 5", "5"),
+        (r"\fbox{7}.", "7"),
+        (r"\boxed{\{1,2\}}", r"\{1,2\}"),
+        (r"\boxed{8} and an unclosed \boxed{9", "8"),
+        ("The final answer is $42$.", "42"),
+        ("The answer is: 3/4", "3/4"),
+        ("Answer: **17**", "17"),
+        ("Thus $x = 5$.", "x = 5"),
+        ("We get \\[ y = 2 \\]", "y = 2"),
+        ("Thus $x = 5$.\n\nNo math in the last paragraph.", None),
+        (r"\boxed{unclosed", None),
+        (r"\boxed{}", None),
+        ("", None),
+        ("no answer here", None),
+    ],
+)
+def test_extract_final_answer(text: str, expected: str | None) -> None:
+    assert extract_final_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold"),
+    [
+        (r"\frac43", r"\frac{4}{3}"),
+        (r"11\sqrt2", r"11\sqrt{2}"),
+        (r"\dfrac{1}{2}", r"\frac{1}{2}"),
+        ("30", r"30^\circ"),
+        (r"5 \text{ cm}", "5"),
+        (r"12\%", "12"),
+        (r"[0, 1)", "[0,1)"),
+        (r"(1, 2)", "(1,2)"),
+        (r"\{2,1\}", r"\{1,2\}"),
+        ("2, 1", "1, 2"),
+        (r"\begin{pmatrix}1\\2\end{pmatrix}", r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}"),
+        ("(x+1)^2", "x^2+2x+1"),
+        ("073", "73"),
+        (r"\textbf{(A)}", r"\text{(A)}"),
+        ("C", r"\text{(C)}"),
+        ("x=5", "5"),
+        ("10000000000", "10^{10}"),
+        (r"\text{Evelyn}", r"\text{Evelyn}"),
+    ],
+)
+def test_equivalent_forms_are_accepted(answer: str, gold: str) -> None:
+    assert grade(f"So the answer is \\boxed{{{answer}}}.", gold) is True
+
+
+@pytest.mark.parametrize(
+    ("answer", "gold"),
+    [("3", "2"), ("1.3333", r"\frac{4}{3}"), ("B", r"\text{(A)}"), ("[0,1]", "[0,1)"), ("x^2+1", "(x+1)^2"), ("-73", "73")],
+)
+def test_different_answers_are_rejected(answer: str, gold: str) -> None:
+    assert grade(f"\\boxed{{{answer}}}", gold) is False
+
+
+def test_missing_answer_is_false_and_unparsable_gold_is_none() -> None:
+    assert grade("I do not know.", "5") is False
+    assert grade(r"\boxed{5}", "") is None
+    assert grade_many([r"\boxed{5}", r"\boxed{6}", "nothing"], ["5", "5", "5"]) == [True, False, False]
+
+
+def test_grade_many_checks_lengths() -> None:
+    with pytest.raises(ValueError, match="2 completions but 1"):
+        grade_many(["a", "b"], ["1"])
+
+
+def test_reference_solutions_are_accepted() -> None:
+    rows = _read_jsonl(SOLUTIONS)
+    verdicts = grade_many([row["solution"] for row in rows], [row["answer"] for row in rows])
+    assert [row["answer"] for row, verdict in zip(rows, verdicts) if verdict is not True] == []
+
+
+def test_solutions_against_other_answers_are_rejected() -> None:
+    rows = _read_jsonl(SOLUTIONS)
+    pairs = [(i, (i + 1) % len(rows)) for i in range(len(rows)) if i not in EQUAL_NEIGHBOUR_ANSWERS]
+    verdicts = grade_many([rows[i]["solution"] for i, _ in pairs], [rows[j]["answer"] for _, j in pairs])
+    accepted = [(rows[i]["answer"], rows[j]["answer"]) for (i, j), verdict in zip(pairs, verdicts) if verdict]
+    assert len(accepted) <= 0.002 * len(pairs), accepted
+    assert accepted == []  # measured: every one of the 497 pairs is rejected
+
+
+def test_skipped_neighbours_really_are_equal() -> None:
+    rows = _read_jsonl(SOLUTIONS)
+    skipped = sorted(EQUAL_NEIGHBOUR_ANSWERS)
+    verdicts = grade_many([f"\\boxed{{{rows[i]['answer']}}}" for i in skipped], [rows[i + 1]["answer"] for i in skipped])
+    assert verdicts == [True] * len(skipped)
+
+
+@pytest.mark.parametrize("benchmark", BENCHMARKS)
+def test_benchmark_gold_answers_accept_themselves(benchmark: str) -> None:
+    rows = _read_jsonl(DATA / "benchmarks" / benchmark / "test.jsonl")
+    golds = [str(row["answer"]) for row in rows]
+    verdicts = grade_many([f"\\boxed{{{gold}}}" for gold in golds], golds)
+    misses = [gold for gold, verdict in zip(golds, verdicts) if verdict is not True]
+    assert len(misses) <= 0.004 * len(rows), misses
+    assert misses == []  # measured: 30, 30, 500, 272 and 674 of 30, 30, 500, 272 and 674
+
+
+def test_time_limit_holds_in_a_worker_thread() -> None:
+    # latex2sympy's parse time grows exponentially with nesting: this runs for hours without a limit.
+    pathological = r"\boxed{" + "(" * 60 + "x" + ")" * 60 + "}"
+    verdicts: list[bool | None] = []
+    worker = threading.Thread(target=lambda: verdicts.append(grade(pathological, "x", timeout_s=0.5)))
+    start = time.perf_counter()
+    worker.start()
+    worker.join(timeout=10)
+    elapsed = time.perf_counter() - start
+    assert not worker.is_alive()
+    assert 0.5 <= elapsed < 2.0  # it ran into the limit, and the limit held
+    assert verdicts == [False]
+    assert grade(r"\boxed{2}", "2") is True  # a fresh worker took over

@@ -1,0 +1,55 @@
+"""TRL reward functions: standard and conversational completions, gold answers that do not parse, threads."""
+
+from __future__ import annotations
+
+import threading
+
+from dsdr_trl.rewards import boxed_format_reward, completion_text, math_accuracy_reward
+
+
+def test_standard_completions_as_trl_calls_them() -> None:
+    rewards = math_accuracy_reward(
+        prompts=["p1", "p2", "p3"],
+        completions=[r"so \boxed{\frac12}", r"\boxed{3}", "no idea"],
+        completion_ids=[[1], [2], [3]],
+        solution=["0.5", "4", "1"],
+        trainer_state=None,
+        log_extra=None,
+        log_metric=None,
+    )
+    assert rewards == [1.0, 0.0, 0.0]
+
+
+def test_conversational_completions_use_assistant_content() -> None:
+    completions = [
+        [{"role": "assistant", "content": r"The answer is \boxed{7}."}],
+        [
+            {"role": "assistant", "content": None, "tool_calls": [{"name": "calc"}]},
+            {"role": "tool", "content": r"\boxed{9}"},
+            {"role": "assistant", "content": [{"type": "text", "text": r"So \boxed{8}"}]},
+        ],
+    ]
+    assert math_accuracy_reward(completions, solution=["7", "8"]) == [1.0, 1.0]
+    assert completion_text(completions[1]) == r"So \boxed{8}"  # the tool's \boxed{9} is not the model's
+
+
+def test_unparsable_gold_gives_none() -> None:
+    assert math_accuracy_reward([r"\boxed{1}", r"\boxed{1}"], solution=["", "1"]) == [None, 1.0]
+
+
+def test_boxed_format_reward() -> None:
+    completions = [r"\boxed{1}", r"\boxed{}", r"\boxed{unclosed", "Answer: 1", [{"role": "assistant", "content": r"\fbox{2}"}]]
+    assert boxed_format_reward(completions) == [1.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def test_names_read_well_in_trl_logs() -> None:
+    assert math_accuracy_reward.__name__ == "math_accuracy_reward"
+    assert boxed_format_reward.__name__ == "boxed_format_reward"
+
+
+def test_reward_from_a_worker_thread() -> None:
+    results: list[list[float | None]] = []
+    worker = threading.Thread(target=lambda: results.append(math_accuracy_reward([r"\boxed{2}"], solution=["2"])))
+    worker.start()
+    worker.join(timeout=30)
+    assert results == [[1.0]]
