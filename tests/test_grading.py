@@ -107,6 +107,7 @@ def test_reference_solutions_are_accepted() -> None:
     assert [row["answer"] for row, verdict in zip(rows, verdicts) if verdict is not True] == []
 
 
+@pytest.mark.slow  # about 4 s: 497 math-verify comparisons
 def test_solutions_against_other_answers_are_rejected() -> None:
     rows = _read_jsonl(SOLUTIONS)
     pairs = [(i, (i + 1) % len(rows)) for i in range(len(rows)) if i not in EQUAL_NEIGHBOUR_ANSWERS]
@@ -123,6 +124,7 @@ def test_skipped_neighbours_really_are_equal() -> None:
     assert verdicts == [True] * len(skipped)
 
 
+@pytest.mark.slow  # up to 7 s per benchmark (1,506 gold answers in all)
 @pytest.mark.parametrize("benchmark", BENCHMARKS)
 def test_benchmark_gold_answers_accept_themselves(benchmark: str) -> None:
     rows = _read_jsonl(DATA / "benchmarks" / benchmark / "test.jsonl")
