@@ -42,8 +42,8 @@ Cost
 
 from __future__ import annotations
 
-import functools
 import re
+from collections.abc import Sequence
 
 import sympy
 from latex2sympy2_extended.latex2sympy2 import ConversionConfig, latex2sympy
@@ -51,7 +51,7 @@ from latex2sympy2_extended.math_normalization import NormalizationConfig
 
 from ._time_limit import TIMED_OUT, map_with_time_limit
 
-__all__ = ["MAX_FORMULA_CHARS", "MAX_REGION_CHARS", "SYMPY_KEY_TIMEOUT_S", "extract_formulas", "sympy_key"]
+__all__ = ["MAX_FORMULA_CHARS", "MAX_REGION_CHARS", "SYMPY_KEY_TIMEOUT_S", "extract_formulas", "sympy_key", "sympy_keys"]
 
 MAX_REGION_CHARS = 20_000
 MAX_FORMULA_CHARS = 1_000
@@ -217,7 +217,6 @@ def _unwrap_boxed(formula: str) -> str:
     return "".join(pieces)
 
 
-@functools.lru_cache(maxsize=65_536)
 def sympy_key(formula: str) -> str:
     """Canonical SymPy form of a normalised formula, or the formula itself when that is not available.
 
@@ -232,8 +231,23 @@ def sympy_key(formula: str) -> str:
     (``dsdr_trl._time_limit``); a formula that fails to parse or runs out of time is its own key.
     Results are cached per process.
     """
-    key = map_with_time_limit(_canonical_sympy_form, [formula], SYMPY_KEY_TIMEOUT_S)[0]
-    return formula if key is TIMED_OUT or key is None else key
+    return sympy_keys([formula])[0]
+
+
+_SYMPY_KEY_CACHE: dict[str, str] = {}
+_SYMPY_KEY_CACHE_SIZE = 65_536
+
+
+def sympy_keys(formulas: Sequence[str]) -> list[str]:
+    """``[sympy_key(f) for f in formulas]``, with every uncached formula parsed in one round trip to the child."""
+    missing = list(dict.fromkeys(formula for formula in formulas if formula not in _SYMPY_KEY_CACHE))
+    if missing:
+        keys = map_with_time_limit(_canonical_sympy_form, missing, SYMPY_KEY_TIMEOUT_S)
+        if len(_SYMPY_KEY_CACHE) + len(missing) > _SYMPY_KEY_CACHE_SIZE:
+            _SYMPY_KEY_CACHE.clear()
+        for formula, key in zip(missing, keys):
+            _SYMPY_KEY_CACHE[formula] = formula if key is TIMED_OUT or key is None else key
+    return [_SYMPY_KEY_CACHE[formula] for formula in formulas]
 
 
 _KEEP_CASE = ConversionConfig(lowercase_symbols=False)

@@ -43,8 +43,8 @@ def completion_text(completion: Completion) -> str:
     if isinstance(completion, str):
         return completion
     texts = []
-    for message in completion:
-        if message.get("role") != "assistant":
+    for message in completion or ():
+        if not isinstance(message, dict) or message.get("role") != "assistant":
             continue
         content = message.get("content")
         if isinstance(content, str):

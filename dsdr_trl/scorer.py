@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence, Set
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +16,8 @@ from .formulas import extract_formulas
 DEFAULT_SEMANTIC_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 FormulaExtractor = Callable[[str], Set[str]]
+# Tokenisation runs in Rust without the GIL, so a few threads scale it whatever TOKENIZERS_PARALLELISM says.
+_MAX_TOKENIZER_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class DiversityScorer:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.encoder = _load_encoder(model, self.device)
         self.tokenizer = self.encoder.tokenizer
+        self._backend_tokenizer = _private_backend_tokenizer(self.tokenizer)
         # Every window is wrapped in the encoder's own special tokens ([CLS] ... [SEP]), as `encode` would.
         self.window_prefix, self.window_suffix = _special_tokens_around_text(self.tokenizer)
         self.window_size = self.encoder.max_seq_length - len(self.window_prefix) - len(self.window_suffix)
@@ -103,7 +108,7 @@ class DiversityScorer:
 
     def windows(self, texts: Sequence[str]) -> tuple[list[list[int]], torch.Tensor]:
         """Token windows of every text, with special tokens, and the text each window belongs to ((W,) long)."""
-        token_ids = self.tokenizer(list(texts), add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        token_ids = self._token_ids(list(texts))
         windows, owners = [], []
         for owner, ids in enumerate(token_ids):
             starts = range(0, max(len(ids), 1), self.window_size)
@@ -112,26 +117,55 @@ class DiversityScorer:
                 owners.append(owner)
         return windows, torch.tensor(owners, dtype=torch.long)
 
+    def _token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of every text, without special tokens or truncation; in parallel threads on a fast tokenizer."""
+        backend = self._backend_tokenizer
+        if backend is None or not texts:
+            return self.tokenizer(texts, add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+        encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # no offsets: tokenizers >= 0.21
+
+        def ids(part: list[str]) -> list[list[int]]:
+            return [encoding.ids for encoding in encode(part, add_special_tokens=False)]
+
+        workers = min(_tokenizer_threads(), len(texts))
+        if workers == 1:
+            return ids(texts)
+        with ThreadPoolExecutor(workers) as pool:  # round-robin parts balance long and short texts
+            parts = list(pool.map(ids, [texts[start::workers] for start in range(workers)]))
+        token_ids: list[list[int]] = [[] for _ in texts]
+        for start, part in enumerate(parts):
+            token_ids[start::workers] = part
+        return token_ids
+
     @torch.inference_mode()
     def encode_windows(self, windows: Sequence[Sequence[int]]) -> torch.Tensor:
         """(W, D) float32 embeddings of token windows, in the given order; batched by similar length."""
-        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
         dim = self.encoder.get_embedding_dimension()
-        embeddings = torch.empty(len(windows), dim, dtype=torch.float32, device=self.device)
+        if not windows:
+            return torch.empty(0, dim, dtype=torch.float32, device=self.device)
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+        # All tokens, in length order, go to the device as one flat tensor; each batch is then one gather from it
+        # (no per-row Python work, one host-to-device copy per call).
+        lengths = torch.tensor([len(windows[i]) for i in order], dtype=torch.long)
+        starts = torch.cumsum(lengths, 0) - lengths
+        flat = torch.tensor([token for i in order for token in windows[i]], dtype=torch.long)
+        flat = torch.cat([flat, torch.tensor([self.tokenizer.pad_token_id])])  # index len(flat) - 1: padding
+        pad_index = flat.numel() - 1
+        flat, lengths, starts = (tensor.to(self.device, non_blocking=True) for tensor in (flat, lengths, starts))
         uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            longest = len(windows[batch[-1]])
-            input_ids = torch.full((len(batch), longest), self.tokenizer.pad_token_id, dtype=torch.long)
-            attention_mask = torch.zeros(len(batch), longest, dtype=torch.long)
-            for row, index in enumerate(batch):
-                input_ids[row, : len(windows[index])] = torch.tensor(windows[index])
-                attention_mask[row, : len(windows[index])] = 1
-            features = {"input_ids": input_ids, "attention_mask": attention_mask}
+        sorted_embeddings = []
+        for begin in range(0, len(order), self.batch_size):
+            end = min(begin + self.batch_size, len(order))
+            longest = len(windows[order[end - 1]])
+            positions = torch.arange(longest, device=self.device)
+            attention_mask = positions < lengths[begin:end, None]
+            input_ids = flat[torch.where(attention_mask, starts[begin:end, None] + positions, pad_index)]
+            features = {"input_ids": input_ids, "attention_mask": attention_mask.long()}
             if uses_token_types:
                 features["token_type_ids"] = torch.zeros_like(input_ids)
-            features = {key: value.to(self.device, non_blocking=True) for key, value in features.items()}
-            embeddings[batch] = self.encoder(features)["sentence_embedding"].float()
+            sorted_embeddings.append(self.encoder(features)["sentence_embedding"].float())
+        embeddings = torch.empty(len(windows), dim, dtype=torch.float32, device=self.device)
+        embeddings[torch.tensor(order, device=self.device)] = torch.cat(sorted_embeddings)
         return embeddings
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
@@ -148,7 +182,8 @@ class DiversityScorer:
         """Formula set S(o) of every text (Eq. 7), under the configured formula identity."""
         sets = [frozenset(self.formula_extractor(text)) for text in texts]
         if self.formula_identity == "sympy":
-            sets = [frozenset(formulas.sympy_key(formula) for formula in found) for found in sets]
+            keys = iter(formulas.sympy_keys([formula for found in sets for formula in found]))
+            sets = [frozenset(next(keys) for _ in found) for found in sets]
         return sets
 
     def score(self, embeddings: torch.Tensor, formula_sets: Sequence[Set[str]], group_size: int) -> DiversityScores:
@@ -180,6 +215,32 @@ def _load_encoder(model, device: torch.device):
     if device.type == "cuda":
         encoder.half()
     return encoder
+
+
+def _tokenizer_threads() -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(_MAX_TOKENIZER_THREADS, cpus))
+
+
+def _private_backend_tokenizer(tokenizer):
+    """A private copy of a fast tokenizer's Rust backend, without truncation or padding, or None.
+
+    Calling the backend directly skips the Python wrapper, and a copy that is never reconfigured can be shared by
+    threads (the wrapper sets truncation and padding on its backend at every call, which threads must not race on).
+    None, and the wrapper is used, for a slow tokenizer or one whose backend alone gives other ids.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    if backend is None:
+        return None
+    from tokenizers import Tokenizer
+
+    private = Tokenizer.from_str(backend.to_str())
+    private.no_truncation()
+    private.no_padding()
+    probe = "Let $x^2 + 1 = 0$. \\boxed{\\frac{a}{b}} ÉTÉ naïve 数学 [SEP] <s> 1,000.5"
+    if private.encode(probe, add_special_tokens=False).ids != tokenizer(probe, add_special_tokens=False)["input_ids"]:
+        return None
+    return private
 
 
 def _special_tokens_around_text(tokenizer) -> tuple[list[int], list[int]]:

@@ -20,6 +20,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from . import functional as DF
 from .config import DSDRConfig
+from .rewards import completion_text
 from .scorer import DiversityScorer, DiversityScores
 
 SUPPORTED_TRL = ">=1.12.0,<1.17"
@@ -263,23 +264,6 @@ class DSDRTrainer(GRPOTrainer):
             totals = self.accelerator.reduce(torch.stack([estimates.sum(), correct.sum()]), reduction="sum")
         if totals[1] > 0:
             self._metrics[mode]["dsdr/local_entropy/correct_mean"].append((totals[0] / totals[1]).item())
-
-
-def completion_text(completion) -> str:
-    """The text a completion contributes to diversity: a string as is; for a conversational completion, the text of
-    its assistant messages (tool output and empty contents are skipped)."""
-    if isinstance(completion, str):
-        return completion
-    parts = []
-    for message in completion or ():
-        if not isinstance(message, dict) or message.get("role", "assistant") != "assistant":
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):
-            parts.extend(part.get("text", "") for part in content if isinstance(part, dict))
-    return "\n".join(part for part in parts if isinstance(part, str))
 
 
 class RewardFunctionError(RuntimeError):
