@@ -166,6 +166,14 @@ class DSDRConfig(GRPOConfig):
     )
 
     def __post_init__(self):
+        # Before GRPOConfig's own checks, which fail on these with messages that do not name the field.
+        for name in ("num_generations", "num_generations_eval"):
+            value = getattr(self, name)
+            if value is not None and value < 2:
+                raise ValueError(
+                    f"DSDRConfig: {name} must be >= 2, got {value}: the diversity of a completion (Eq. 6-7) and its "
+                    "advantage (Eq. 2) are measured against the other completions of its group."
+                )
         super().__post_init__()
         if isinstance(self.correctness_reward, int):
             self.correctness_reward = str(self.correctness_reward)
@@ -183,11 +191,6 @@ class DSDRConfig(GRPOConfig):
         _require_choice("formula_identity", self.formula_identity, FORMULA_IDENTITIES)
         if self.semantic_batch_size < 1:
             raise ValueError(f"DSDRConfig: semantic_batch_size must be an integer >= 1, got {self.semantic_batch_size}.")
-        if self.num_generations is not None and self.num_generations < 2:
-            raise ValueError(
-                f"DSDRConfig: num_generations must be >= 2, got {self.num_generations}: the diversity of a "
-                "completion (Eq. 6-7) is measured against the other completions of its group."
-            )
         if self.local_entropy_coef > LOCAL_ENTROPY_COEF_COLLAPSE:
             warnings.warn(
                 f"DSDRConfig: local_entropy_coef={self.local_entropy_coef} is above {LOCAL_ENTROPY_COEF_COLLAPSE}, "

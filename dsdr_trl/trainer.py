@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import trl
 from accelerate.utils import gather_object
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 from torch import nn
 from trl import GRPOConfig, GRPOTrainer
 
@@ -24,7 +26,6 @@ from .rewards import completion_text
 from .scorer import DiversityScorer, DiversityScores
 
 SUPPORTED_TRL = ">=1.12.0,<1.17"
-_TESTED_TRL_RANGE = ((1, 12, 0), (1, 17, 0))
 
 # The private methods DSDR wraps, and the parameters it relies on. A TRL release that changes them is refused.
 _OVERRIDE_POINTS: dict[str, tuple[str, ...]] = {
@@ -307,8 +308,7 @@ def check_trl_internals() -> None:
         changed = [parameter for parameter in parameters if parameter not in present]
         if changed:
             raise _unsupported_trl(f"GRPOTrainer.{name} no longer takes {', '.join(changed)}")
-    version = tuple(int(part) for part in trl.__version__.split(".")[:3] if part.isdigit())
-    if not _TESTED_TRL_RANGE[0] <= version < _TESTED_TRL_RANGE[1]:
+    if not SpecifierSet(SUPPORTED_TRL).contains(Version(trl.__version__), prereleases=True):
         warnings.warn(
             f"dsdr-trl is tested with trl{SUPPORTED_TRL}; found trl {trl.__version__}. Its internals look "
             "compatible, but results are not guaranteed.",
