@@ -69,31 +69,13 @@ def test_both_component_weights_zero_is_refused(tmp_path):
     assert config(tmp_path, semantic_weight=1.0, formula_weight=0.0).semantic_weight == 1.0
 
 
-def test_group_of_one_is_refused(tmp_path):
-    # Refused today, but by GRPOConfig, whose message does not name the field (see the strict xfail below).
-    with pytest.raises(ValueError, match=r"at least 2 generations per prompt"):
-        config(tmp_path, num_generations=1, per_device_train_batch_size=4)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="DSDRConfig.__post_init__ checks num_generations only after super().__post_init__(), where GRPOConfig "
-    "fails first: 1 -> a message without the field name, 0 -> ZeroDivisionError",
-)
-@pytest.mark.parametrize("value", [1, 0])
-def test_group_of_one_or_zero_is_refused_naming_the_field(tmp_path, value):
-    with pytest.raises(ValueError, match=rf"DSDRConfig: num_generations must be >= 2, got {value}"):
-        config(tmp_path, num_generations=value, per_device_train_batch_size=4)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="num_generations_eval=1 is accepted, then every DSDR evaluation crashes in functional._num_groups "
-    "('group_size must be >= 2', from group_advantages even with diversity_coef=0)",
-)
-def test_eval_group_of_one_is_refused_at_construction(tmp_path):
-    with pytest.raises(ValueError, match=r"num_generations_eval must be >= 2, got 1"):
-        config(tmp_path, num_generations_eval=1)
+@pytest.mark.parametrize("field", ["num_generations", "num_generations_eval"])
+@pytest.mark.parametrize("value", [1, 0, -2])
+def test_groups_smaller_than_two_are_refused_naming_the_field(tmp_path, field, value):
+    # num_generations_eval=1 used to be accepted, then every DSDR evaluation crashed in functional._num_groups;
+    # num_generations 0 / 1 failed in GRPOConfig with ZeroDivisionError / a message without the field name.
+    with pytest.raises(ValueError, match=rf"DSDRConfig: {field} must be >= 2, got {value}"):
+        config(tmp_path, **{field: value})
 
 
 @pytest.mark.parametrize("value", [LOCAL_ENTROPY_COEF_COLLAPSE * 1.01, 0.05, 1.0])

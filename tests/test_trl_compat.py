@@ -90,12 +90,9 @@ def test_versions_in_range_do_not_warn(monkeypatch, version):
         check_trl_internals()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="check_trl_internals parses '1.17.0rc1' as (1, 17) (the 'rc' part is dropped), and (1, 17) < (1, 17, 0): "
-    "a 1.17 pre-release counts as tested",
-)
-def test_a_prerelease_of_an_untested_version_warns(monkeypatch):
-    monkeypatch.setattr(trl, "__version__", "1.17.0rc1")
-    with pytest.warns(UserWarning, match="found trl 1.17.0rc1"):
+@pytest.mark.parametrize("version", ["1.17.0rc1", "1.17.0.dev0", "1.12.0rc1"])
+def test_prereleases_outside_the_range_warn(monkeypatch, version):
+    # '1.17.0rc1' used to parse as (1, 17) < (1, 17, 0) and pass as tested.
+    monkeypatch.setattr(trl, "__version__", version)
+    with pytest.warns(UserWarning, match=f"found trl {re.escape(version)}"):
         check_trl_internals()
