@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from dsdr_trl import functional as DF
 from dsdr_trl.scorer import DiversityScorer
 
-PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NAN = float("nan")
 FORMULAS = ["x", "y", "x+1", "\\frac{1}{2}", "a^2", "z"]
 
