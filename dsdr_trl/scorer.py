@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import os
 from collections.abc import Callable, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
@@ -148,9 +149,11 @@ class DiversityScorer:
         # (no per-row Python work, one host-to-device copy per call).
         lengths = torch.tensor([len(windows[i]) for i in order], dtype=torch.long)
         starts = torch.cumsum(lengths, 0) - lengths
-        flat = torch.tensor([token for i in order for token in windows[i]], dtype=torch.long)
-        flat = torch.cat([flat, torch.tensor([self.tokenizer.pad_token_id])])  # index len(flat) - 1: padding
-        pad_index = flat.numel() - 1
+        tokens = array.array("q")  # C int64s: 5x faster than torch.tensor on a list of Python ints
+        for index in order:
+            tokens.extend(windows[index])
+        tokens.append(self.tokenizer.pad_token_id)  # the last index is padding
+        flat, pad_index = torch.frombuffer(tokens, dtype=torch.long), len(tokens) - 1
         flat, lengths, starts = (tensor.to(self.device, non_blocking=True) for tensor in (flat, lengths, starts))
         uses_token_types = "token_type_ids" in self.tokenizer.model_input_names
         sorted_embeddings = []
