@@ -44,6 +44,10 @@ class DSDRConfig(GRPOConfig):
         semantic_truncate (`bool`, *optional*, defaults to `False`):
             Embed only the first encoder window of each completion (what a plain `encode` does) instead of
             mean-pooling the embeddings of windows covering the whole completion.
+        semantic_max_windows (`int`, *optional*, defaults to `64`):
+            At most this many encoder windows per completion; a longer completion is represented by windows evenly
+            spaced over it. 64 windows of all-MiniLM-L6-v2 cover 16K tokens, more than the paper's longest response,
+            and bound the cost of a runaway one.
         semantic_batch_size (`int`, *optional*, defaults to `64`):
             Number of encoder windows per forward pass of the sentence encoder.
 
@@ -117,6 +121,14 @@ class DSDRConfig(GRPOConfig):
             "of mean-pooling the embeddings of windows covering the whole completion (Sec. 3.2.1, Eq. 4)."
         },
     )
+    semantic_max_windows: int = field(
+        default=64,
+        metadata={
+            "help": "At most this many encoder windows per completion (Sec. 3.2.1, Eq. 4); a longer completion is "
+            "represented by windows evenly spaced over it. 64 windows of all-MiniLM-L6-v2 cover 16K tokens, more "
+            "than the paper's longest response, and bound the cost of a runaway one."
+        },
+    )
     semantic_batch_size: int = field(
         default=64,
         metadata={"help": "Number of encoder windows per forward pass of the sentence encoder."},
@@ -174,7 +186,17 @@ class DSDRConfig(GRPOConfig):
                     f"DSDRConfig: {name} must be >= 2, got {value}: the diversity of a completion (Eq. 6-7) and its "
                     "advantage (Eq. 2) are measured against the other completions of its group."
                 )
+        # A saved config holds both generation_batch_size and the steps_per_generation GRPOConfig derived from it,
+        # which GRPOConfig refuses together: derive steps_per_generation again and check it matches.
+        saved_steps_per_generation = None
+        if self.generation_batch_size is not None and self.steps_per_generation is not None:
+            saved_steps_per_generation, self.steps_per_generation = self.steps_per_generation, None
         super().__post_init__()
+        if saved_steps_per_generation not in (None, self.steps_per_generation):
+            raise ValueError(
+                f"DSDRConfig: generation_batch_size={self.generation_batch_size} gives steps_per_generation="
+                f"{self.steps_per_generation}, not {saved_steps_per_generation}; set only one of the two."
+            )
         if isinstance(self.correctness_reward, int):
             self.correctness_reward = str(self.correctness_reward)
         for name in ("diversity_coef", "local_entropy_coef", "semantic_weight", "formula_weight"):
@@ -191,6 +213,8 @@ class DSDRConfig(GRPOConfig):
         _require_choice("formula_identity", self.formula_identity, FORMULA_IDENTITIES)
         if self.semantic_batch_size < 1:
             raise ValueError(f"DSDRConfig: semantic_batch_size must be an integer >= 1, got {self.semantic_batch_size}.")
+        if self.semantic_max_windows < 2:
+            raise ValueError(f"DSDRConfig: semantic_max_windows must be an integer >= 2, got {self.semantic_max_windows}.")
         if self.local_entropy_coef > LOCAL_ENTROPY_COEF_COLLAPSE:
             warnings.warn(
                 f"DSDRConfig: local_entropy_coef={self.local_entropy_coef} is above {LOCAL_ENTROPY_COEF_COLLAPSE}, "

@@ -58,6 +58,8 @@ class DiversityScorer:
         formula_identity: "normalized" or "sympy" (see [`DSDRConfig.formula_identity`]).
         formula_extractor: text -> set of formula strings; replaces the built-in extractor.
         truncate: embed only the first window of each completion.
+        max_windows: at most this many windows per completion (evenly spaced over it), which bounds the cost of a
+            runaway response; 64 windows cover 16K encoder tokens, more than the paper's longest response.
         batch_size: encoder windows per forward pass.
     """
 
@@ -71,8 +73,11 @@ class DiversityScorer:
         formula_identity: str = "normalized",
         formula_extractor: FormulaExtractor = extract_formulas,
         truncate: bool = False,
+        max_windows: int = 64,
         batch_size: int = 64,
     ):
+        if max_windows < 2:
+            raise ValueError(f"max_windows must be >= 2 (the first and the last window), got {max_windows}.")
         if formula_identity not in ("normalized", "sympy"):
             raise ValueError(f"formula_identity must be 'normalized' or 'sympy', got {formula_identity!r}.")
         if semantic_weight < 0 or formula_weight < 0 or semantic_weight + formula_weight <= 0:
@@ -89,6 +94,7 @@ class DiversityScorer:
         self.formula_identity = formula_identity
         self.formula_extractor = formula_extractor
         self.truncate = truncate
+        self.max_windows = max_windows
         self.batch_size = batch_size
 
     @classmethod
@@ -101,6 +107,7 @@ class DiversityScorer:
             formula_weight=args.formula_weight,
             formula_identity=args.formula_identity,
             truncate=args.semantic_truncate,
+            max_windows=args.semantic_max_windows,
             batch_size=args.semantic_batch_size,
         )
 
@@ -109,11 +116,16 @@ class DiversityScorer:
 
     def windows(self, texts: Sequence[str]) -> tuple[list[list[int]], torch.Tensor]:
         """Token windows of every text, with special tokens, and the text each window belongs to ((W,) long)."""
-        token_ids = self._token_ids(list(texts))
+        # Lone surrogates (invalid UTF-16 halves) are legal in a Python str but refused by the tokenizer.
+        token_ids = self._token_ids([text.encode("utf-8", "replace").decode("utf-8") for text in texts])
         windows, owners = [], []
         for owner, ids in enumerate(token_ids):
             starts = range(0, max(len(ids), 1), self.window_size)
-            for start in starts[:1] if self.truncate else starts:
+            if self.truncate:
+                starts = starts[:1]
+            elif len(starts) > self.max_windows:  # evenly spaced windows still span the whole response
+                starts = [starts[i * (len(starts) - 1) // (self.max_windows - 1)] for i in range(self.max_windows)]
+            for start in starts:
                 windows.append(self.window_prefix + ids[start : start + self.window_size] + self.window_suffix)
                 owners.append(owner)
         return windows, torch.tensor(owners, dtype=torch.long)

@@ -107,11 +107,6 @@ def test_an_all_empty_group_has_zero_diversity(scorer):
     assert torch.allclose(scores.combined, torch.zeros(4), atol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DiversityScorer.embed hands every window of a completion to the encoder, with no cap: '$' * 200k is "
-    "788 windows, ~150 s on 2 CPU cores",
-)
 def test_windows_per_completion_are_capped(scorer, monkeypatch):
     encoded = []
 
@@ -124,11 +119,6 @@ def test_windows_per_completion_are_capped(scorer, monkeypatch):
     assert sum(encoded) <= MAX_WINDOWS_PER_COMPLETION
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the tokenizers library refuses str with lone surrogates (TypeError: TextEncodeInput must be ...), "
-    "which DSDRTrainer._score_diversity re-raises as a RuntimeError that stops the run",
-)
 @pytest.mark.parametrize("name", SURROGATES)
 def test_lone_surrogates_are_scored(scorer, name):
     scores = scorer([SURROGATES[name], "plain text $x$"], group_size=2)

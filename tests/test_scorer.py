@@ -82,3 +82,13 @@ def test_invalid_settings(minilm_path):
         DiversityScorer(minilm_path, formula_identity="exact")
     with pytest.raises(ValueError, match="not both 0"):
         DiversityScorer(minilm_path, semantic_weight=0.0, formula_weight=0.0)
+
+
+def test_capped_windows_are_evenly_spaced_from_first_to_last(minilm_path):
+    capped = DiversityScorer(minilm_path, max_windows=2)
+    token_ids = capped.tokenizer(LONG, add_special_tokens=False)["input_ids"]
+    windows, owners = capped.windows([LONG])
+    size = capped.window_size
+    last_start = (len(token_ids) - 1) // size * size
+    assert [w[1:-1] for w in windows] == [token_ids[:size], token_ids[last_start : last_start + size]]
+    assert owners.tolist() == [0, 0]
