@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 
 from dsdr_trl import DiversityScorer, DSDRConfig, DSDRTrainer
 from tests.distributed_worker import COMPLETIONS
+from tests.processes import free_port, run_process_group
 from tests.test_trainer import (
     digit_reward,
     expected_local_gradient,
@@ -31,11 +31,11 @@ REPO = Path(__file__).resolve().parents[1]
 def two_process_run(tmp_path_factory, minilm_path) -> dict:
     output = tmp_path_factory.mktemp("distributed") / "result.json"
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
         "-m", "tests.distributed_worker", str(output), minilm_path,
     ]
     environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    completed = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=240)
+    completed = run_process_group(command, timeout=240, cwd=REPO, env=environment)
     assert completed.returncode == 0, completed.stderr[-4000:]
     return json.loads(output.read_text())
 

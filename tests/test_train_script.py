@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 
 from dsdr_trl.scripts import cli
 from dsdr_trl.scripts.train import ScriptArguments, load_prompts, make_parser, resolve_reward_function, train
+from tests.processes import free_port, run_process_group
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_RECIPE = REPO / "recipes" / "tiny_cpu.yaml"
@@ -125,14 +125,14 @@ def test_train_runs_two_steps_on_two_processes(tiny_model_dir, minilm_path, math
     # On CPU, `--cpu --num_processes 2` starts one process; --multi_gpu with use_cpu (in the recipe) starts two.
     command = [
         sys.executable, "-m", "accelerate.commands.launch",
-        "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_port", str(free_port()),
         "--mixed_precision", "no", "--dynamo_backend", "no",
         "-m", "dsdr_trl.scripts.train",
         *tiny_run_args(tiny_model_dir, math_jsonl, minilm_path, output_dir),
         "--per_device_train_batch_size", "2",  # 2 processes x 2 rows x 2 steps_per_generation = 2 groups of 4
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    result = run_process_group(command, timeout=240, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-4000:]
     # Both ranks took part in the diversity scoring: the metric is logged from the gathered batch.
     output = result.stdout + result.stderr
