@@ -120,7 +120,8 @@ def extract_formulas(text: str) -> set[str]:
         position = close + len(closer)
         if len(region) > MAX_REGION_CHARS:
             continue
-        lines = _split_lines(region) if "\\" in region or "&" in region else (region,)
+        # Only a line break, an alignment mark or an environment can split a region (most have none).
+        lines = _split_lines(region) if "\\\\" in region or "&" in region or "\\begin" in region else (region,)
         for line in lines:
             formula = _normalise(line)
             if formula and len(formula) <= MAX_FORMULA_CHARS:
