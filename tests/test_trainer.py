@@ -213,14 +213,18 @@ def with_old_logps(trainer, batch: dict) -> dict:
     batch = dict(batch)
     offset = batch.pop("old_logp_offset")
     with torch.no_grad():
-        logps = trainer._get_per_token_logps_and_entropies(
-            trainer.model,
-            torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1),
-            torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1),
-            batch["completion_ids"].size(1),
-        )[0]
-    batch["old_per_token_logps"] = logps + offset
+        batch["old_per_token_logps"] = policy_logps(trainer, batch) + offset
     return batch
+
+
+def policy_logps(trainer, batch: dict) -> torch.Tensor:
+    """(B, T) log-probabilities of the completion tokens under the trainer's policy."""
+    return trainer._get_per_token_logps_and_entropies(
+        trainer.model,
+        torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1),
+        torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1),
+        batch["completion_ids"].size(1),
+    )[0]
 
 
 def rows(batch: dict, start: int, stop: int) -> dict:
@@ -242,14 +246,8 @@ def local_term_gradient(trainer, batch: dict, micro_batch_size: int) -> torch.Te
 def expected_local_gradient(trainer, batch: dict) -> torch.Tensor:
     """-lambda_l * grad J_local, J_local = mean over groups of sum_i w_i (1/T_i) sum_t rho log-loss (Eq. 15)."""
     trainer.model.zero_grad()
-    logps = trainer._get_per_token_logps_and_entropies(
-        trainer.model,
-        torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1),
-        torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1),
-        batch["completion_ids"].size(1),
-    )[0]
     objective = DF.local_entropy_objective(
-        logps, batch["old_per_token_logps"], batch["completion_mask"], batch["dsdr_coupling_weights"]
+        policy_logps(trainer, batch), batch["old_per_token_logps"], batch["completion_mask"], batch["dsdr_coupling_weights"]
     ).sum() / batch["dsdr_num_groups"][0]
     (-trainer.args.local_entropy_coef * objective).backward()
     return torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None]).clone()
