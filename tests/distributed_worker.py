@@ -7,6 +7,7 @@ writes what both ranks computed to the JSON file named on the command line.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 
@@ -89,3 +90,9 @@ def main(output_path: str, minilm_path: str) -> None:
 if __name__ == "__main__":
     torch.set_num_threads(1)
     main(sys.argv[1], sys.argv[2])
+    # gloo's worker threads can abort or deadlock the interpreter's teardown (pytorch/pytorch#56297), as
+    # dsdr_trl.scripts.train notes: once both ranks are done, leave without running destructors.
+    dist.barrier()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
