@@ -1,8 +1,8 @@
 """`dsdr-trl`: one console entry point, one module per subcommand.
 
-Each subcommand is a module in `dsdr_trl.scripts` with a `main(argv: list[str] | None) -> int`. To add one
-(`train`, `demo`), add its module name to `SUBCOMMANDS`; modules are imported only when their subcommand runs,
-so `dsdr-trl eval` does not pay for importing the trainer and vice versa.
+Each subcommand is a module in `dsdr_trl.scripts` with a `main(argv: list[str] | None) -> int`, registered in
+`SUBCOMMANDS`; modules are imported only when their subcommand runs, so `dsdr-trl eval` does not pay for importing
+the trainer and vice versa.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("dsdr_trl.scripts.eval", "Pass@1, Avg@k, Pass@k and diversity@k of models on math benchmarks"),
     "train": ("dsdr_trl.scripts.train", "Train a model with DSDR from a YAML recipe and/or command-line flags"),
-    # "demo": ("dsdr_trl.scripts.demo", "..."),    registered by the demo's author
 }
 """Subcommand name -> (module with `main(argv)`, one-line description)."""
 
