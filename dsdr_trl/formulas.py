@@ -43,6 +43,7 @@ Cost
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Sequence
 
 import sympy
@@ -81,13 +82,9 @@ _NOISE = re.compile(
     r"|(?:label|tag)\{[^{}]*\}"
     r")"
 )
-# Whitespace is insignificant in math except after a control word: `\cdot b` is not `\cdotb`.
-# NUL marks the kept space; a NUL in the text (never meaningful in math) also becomes a space.
-_SPACE_AFTER_CONTROL_WORD = re.compile(r"(\\[a-zA-Z]++)\s+(?=[a-zA-Z])")
-_MARKED_SPACE = "\0"
-_MARKED_SPACE_TEMPLATE = r"\1" + _MARKED_SPACE
 _BOXED_TOKEN = re.compile(r"\\\\|\\boxed\{|\\[{}]|[{}]")
 _TRAILING_PUNCTUATION = ".,;"
+_ASCII_LETTERS = frozenset(string.ascii_letters)
 
 
 def extract_formulas(text: str) -> set[str]:
@@ -98,16 +95,21 @@ def extract_formulas(text: str) -> set[str]:
     # right for good: each closer's search covers the text once, however many openers lack it.
     next_at: dict[str, int] = {}
     position = 0
-    while (opener := _OPENER.search(text, position)) is not None:
-        token = opener.group()
+    search = _OPENER.search
+    while (opener := search(text, position)) is not None:
+        token = opener[0]
         position = opener.end()
-        if token[0] == "\\" and token[1] in "\\$":  # backslash pairs, escaped dollar
-            continue
-        environment = opener.group(1)
-        closer = f"\\end{{{environment}}}" if environment else _CLOSER_OF[token]
+        closer = _CLOSER_OF.get(token)
+        if closer is None:
+            if token[1] in "\\$":  # backslash pairs, escaped dollar
+                continue
+            closer = f"\\end{{{opener[1]}}}"
         close = next_at.get(closer, -2)
-        if -1 < close < position or close == -2:
-            close = next_at[closer] = _find_unescaped(text, closer, position)
+        if close < position and close != -1:  # not searched yet (-2), or found before the current position
+            close = text.find(closer, position)
+            if close > 0 and text[close - 1] == "\\":  # rare: maybe escaped, take the careful path
+                close = _find_unescaped(text, closer, position)
+            next_at[closer] = close
         if close == -1:
             continue
         if token in _INLINE_OPENERS:
@@ -188,10 +190,16 @@ def _normalise(formula: str) -> str:
     """Remove the differences that do not change a formula (module docstring, "Normalisation")."""
     if "\\" not in formula:  # no command: only whitespace and punctuation can differ
         return "".join(formula.split()).rstrip(_TRAILING_PUNCTUATION)
-    formula = _NOISE.sub("", formula)
-    # Mark the spaces that matter, drop all whitespace, restore the marked ones (no per-match callback).
-    formula = _SPACE_AFTER_CONTROL_WORD.sub(_MARKED_SPACE_TEMPLATE, formula)
-    formula = "".join(formula.split()).replace(_MARKED_SPACE, " ")
+    words = _NOISE.sub("", formula).split()
+    kept = words[:1]
+    for word in words[1:]:  # whitespace goes, except between a control word and a letter: `\cdot b`, not `\cdotb`
+        previous = kept[-1]
+        if word[0] in _ASCII_LETTERS and previous[-1] in _ASCII_LETTERS:
+            control_word = previous[previous.rfind("\\") + 1 :] if "\\" in previous else ""
+            if control_word.isascii() and control_word.isalpha():
+                kept.append(" ")
+        kept.append(word)
+    formula = "".join(kept)
     formula = formula.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     if "\\boxed{" in formula:
         formula = _unwrap_boxed(formula)

@@ -7,6 +7,7 @@ No TRL, no I/O, no state. Shapes: N rows of a generation batch, laid out as N / 
 from __future__ import annotations
 
 from collections import Counter
+from itertools import chain
 from collections.abc import Sequence, Set
 from typing import Literal
 
@@ -70,10 +71,9 @@ def formula_diversity(formula_sets: Sequence[Set[str]], group_size: int) -> torc
     scores = []
     for g in range(num_groups):
         group = formula_sets[g * group_size : (g + 1) * group_size]
-        users = Counter(formula for formulas in group for formula in formulas)
-        for formulas in group:
-            unique = sum(1 for formula in formulas if users[formula] == 1)
-            scores.append(unique / len(formulas) if formulas else 0.0)
+        users = Counter(chain.from_iterable(group))
+        shared = {formula for formula, count in users.items() if count > 1}
+        scores.extend(len(formulas - shared) / len(formulas) if formulas else 0.0 for formulas in group)
     return torch.tensor(scores, dtype=torch.float32)
 
 
