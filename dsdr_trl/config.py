@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from .formulas import FORMULA_IDENTITIES
+
 COUPLINGS = ("softmax", "uniform")
-FORMULA_IDENTITIES = ("normalized", "sympy")
 # Sec. 4.6: with lambda_l above 0.01 the paper saw training collapse.
 LOCAL_ENTROPY_COEF_COLLAPSE = 0.01
 

@@ -52,8 +52,10 @@ from latex2sympy2_extended.math_normalization import NormalizationConfig
 
 from ._time_limit import TIMED_OUT, map_with_time_limit
 
-__all__ = ["MAX_FORMULA_CHARS", "MAX_REGION_CHARS", "SYMPY_KEY_TIMEOUT_S", "extract_formulas", "sympy_key", "sympy_keys"]
+__all__ = ["FORMULA_IDENTITIES", "MAX_FORMULA_CHARS", "MAX_REGION_CHARS", "SYMPY_KEY_TIMEOUT_S", "extract_formulas", "sympy_key", "sympy_keys"]
 
+# The values of `formula_identity`: how two formulas count as the same in Eq. 7.
+FORMULA_IDENTITIES = ("normalized", "sympy")
 MAX_REGION_CHARS = 20_000
 MAX_FORMULA_CHARS = 1_000
 SYMPY_KEY_TIMEOUT_S = 1.0

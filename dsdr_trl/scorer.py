@@ -78,8 +78,8 @@ class DiversityScorer:
     ):
         if max_windows < 2:
             raise ValueError(f"max_windows must be >= 2 (the first and the last window), got {max_windows}.")
-        if formula_identity not in ("normalized", "sympy"):
-            raise ValueError(f"formula_identity must be 'normalized' or 'sympy', got {formula_identity!r}.")
+        if formula_identity not in formulas.FORMULA_IDENTITIES:
+            raise ValueError(f"formula_identity must be one of {formulas.FORMULA_IDENTITIES}, got {formula_identity!r}.")
         if semantic_weight < 0 or formula_weight < 0 or semantic_weight + formula_weight <= 0:
             raise ValueError(f"weights must be >= 0 and not both 0, got {semantic_weight} and {formula_weight}.")
         self.device = torch.device(device) if device is not None else torch.device("cpu")

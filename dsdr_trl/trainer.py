@@ -254,15 +254,14 @@ class DSDRTrainer(GRPOTrainer):
         if mode == "train":
             num_groups = num_groups * self.current_gradient_accumulation_steps / self.args.steps_per_generation
         local_objective = per_sequence.sum() * self.accelerator.num_processes / num_groups
-        self._log_local_entropy(mode, per_token_logps, old_per_token_logps, mask, weights)
+        self._log_local_entropy(mode, per_sequence.detach(), weights)
         return loss - self.args.local_entropy_coef * local_objective
 
-    def _log_local_entropy(self, mode, per_token_logps, old_per_token_logps, mask, weights):
+    def _log_local_entropy(self, mode, per_sequence, weights):
         """The importance-sampled entropy estimate of Eq. 15 on the correct rows, unweighted, over all processes."""
-        with torch.no_grad():
-            correct = (weights > 0).float()
-            estimates = DF.local_entropy_objective(per_token_logps, old_per_token_logps, mask, correct)
-            totals = self.accelerator.reduce(torch.stack([estimates.sum(), correct.sum()]), reduction="sum")
+        correct = weights > 0  # coupling weights are positive exactly on the correct rows
+        estimates = per_sequence[correct] / weights[correct]
+        totals = self.accelerator.reduce(torch.stack([estimates.sum(), correct.sum().to(estimates.dtype)]), "sum")
         if totals[1] > 0:
             self._metrics[mode]["dsdr/local_entropy/correct_mean"].append((totals[0] / totals[1]).item())
 
