@@ -7,7 +7,9 @@ Every loader returns a `datasets.Dataset` with the columns TRL's GRPOTrainer and
 - `solution`: the reference final answer, as a string (what `math_accuracy_reward(completions, solution)` reads);
 - `problem`: the problem text alone, without system prompt or chat structure (for reports and de-duplication).
 
-Benchmarks are read from a local JSONL file (`problem`, `answer` per line) or from the Hugging Face Hub.
+Benchmarks are read from a local JSONL file (`problem`, `answer` per line) or from the Hugging Face Hub. When the
+Hub is needed but unreachable, loading fails at once with `DataUnavailableError`, which says where to put a local
+copy, instead of retrying for half a minute.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from datasets import Dataset, load_dataset
+if TYPE_CHECKING:  # `datasets` is imported where it is used, so that the command line's --help stays fast
+    from datasets import Dataset
 
 DAPO_MATH_HUB_ID = "open-r1/DAPO-Math-17k-Processed"
 DAPO_MATH_CONFIG = "en"
@@ -32,7 +35,48 @@ BOXED_INSTRUCTION = "Please reason step by step, and put your final answer withi
 DATA_DIR_ENV = "DSDR_DATA_DIR"
 """Environment variable naming a local data root: `<root>/benchmarks/<name>/test.jsonl` is used before the Hub."""
 
+HUB_PROBE_TIMEOUT_S = 5.0
+"""How long to wait for the Hub to answer before calling it unreachable (`datasets` alone retries for ~30 s)."""
+
 Prompt = str | list[dict[str, str]]
+
+
+class DataUnavailableError(RuntimeError):
+    """A data set that is neither on this machine nor obtainable from the Hugging Face Hub."""
+
+
+def hub_is_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether the Hub endpoint (`HF_ENDPOINT`) answers an HTTP request within `timeout` seconds (proxies honoured)."""
+    import requests
+    from huggingface_hub import constants
+
+    try:
+        requests.head(constants.ENDPOINT, timeout=timeout)
+    except requests.RequestException:
+        return False
+    return True
+
+
+def load_hub_dataset(hub_id: str, config: str | None, split: str, local_hint: str) -> Dataset:
+    """`datasets.load_dataset(hub_id, config, split=split)`, or a `DataUnavailableError` within seconds when the Hub
+    cannot provide it: unreachable, or `HF_HUB_OFFLINE=1` with no copy in the datasets cache. `local_hint` (one
+    sentence) tells the user how to give a local copy instead."""
+    from datasets import load_dataset
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        try:
+            return load_dataset(hub_id, config, split=split)
+        except ConnectionError as error:
+            raise DataUnavailableError(
+                f"{hub_id} is not in the datasets cache, and HF_HUB_OFFLINE=1 keeps the Hub out. {local_hint}"
+            ) from error
+    if not hub_is_reachable():
+        raise DataUnavailableError(
+            f"{hub_id} would come from the Hugging Face Hub, but {constants.ENDPOINT} does not answer from this "
+            f"machine. {local_hint} (With HF_HUB_OFFLINE=1, a copy already in the datasets cache is used.)"
+        )
+    return load_dataset(hub_id, config, split=split)
 
 
 @dataclass(frozen=True)
@@ -118,6 +162,8 @@ def format_problems(
         }
         for i in indices
     ]
+    from datasets import Dataset
+
     return Dataset.from_list(rows)
 
 
@@ -141,7 +187,8 @@ def load_dapo_math(
         deduplicate: drop repeated prompts.
     """
     if dataset is None:
-        dataset = load_dataset(DAPO_MATH_HUB_ID, DAPO_MATH_CONFIG, split=split)
+        hint = "Download it where the Hub is reachable and pass it with `dataset=` (or `dataset_name=<file>` to train)."
+        dataset = load_hub_dataset(DAPO_MATH_HUB_ID, DAPO_MATH_CONFIG, split, hint)
     missing = {"prompt", "solution"} - set(dataset.column_names)
     if missing:
         raise ValueError(f"DAPO-Math dataset lacks columns {sorted(missing)}; it has {dataset.column_names}.")
@@ -178,6 +225,18 @@ def resolve_local_benchmark(name_or_path: str, data_dir: str | Path | None = Non
     return next((candidate for candidate in candidates if candidate.is_file()), None)
 
 
+def local_benchmark_hint(name_or_path: str, data_dir: str | Path | None) -> str:
+    """How to give a benchmark as a local file, and where it was looked for, as one sentence of an error message."""
+    if name_or_path not in BENCHMARKS:
+        return f"{name_or_path!r} is no local file or folder either; a local benchmark is a JSONL file of `problem`, `answer`."
+    root = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV)
+    looked = f"nothing at {Path(root) / BENCHMARKS[name_or_path].local_file}" if root is not None else "no data root set"
+    return (
+        f"To use a local copy, put a JSONL file of `problem`, `answer` at <root>/{BENCHMARKS[name_or_path].local_file} "
+        f"and pass --data-dir <root> or set {DATA_DIR_ENV}=<root> ({looked})."
+    )
+
+
 def load_benchmark(
     name_or_path: str,
     conversational: bool = True,
@@ -204,7 +263,7 @@ def load_benchmark(
         answers = [record["answer"] for record in records]
     else:
         source = BENCHMARKS.get(name_or_path, BenchmarkSource(name_or_path, "test", "problem", "answer", ""))
-        hub_dataset = load_dataset(source.hub_id, split=source.split)
+        hub_dataset = load_hub_dataset(source.hub_id, None, source.split, local_benchmark_hint(name_or_path, data_dir))
         problems = hub_dataset[source.problem_column]
         answers = hub_dataset[source.answer_column]
     if limit is not None:

