@@ -70,12 +70,22 @@ class DSDRConfig(GRPOConfig):
 
         correctness_reward (`str`, *optional*):
             Which reward function is the verifier r_i of Eq. 10: its name (as in the `rewards/<name>/mean` metric) or
-            its index in `reward_funcs`. May be left unset only when there is exactly one reward function.
+            its index in `reward_funcs`. Unset: the first reward source (the first of `reward_funcs`, or the
+            environment's `get_reward` when it is the only source); the trainer logs which one it chose.
         correctness_threshold (`float`, *optional*, defaults to `1.0`):
             A completion is correct (i in P) when its verifier reward is `>= correctness_threshold`.
         advantage_epsilon (`float`, *optional*, defaults to `1e-6`):
             eps of Eq. 2: advantages are `(r - mean) / (std + eps)`. `1e-6` is the paper's framework (verl); `1e-4`
             reproduces `GRPOTrainer`. It sets the size of the signal the bonus restores in all-correct groups.
+
+        > Monitoring
+
+        log_diversity (`bool`, *optional*, defaults to `False`):
+            Score the diversity of every generation batch and log the `dsdr/` diversity and group metrics
+            (`dsdr/semantic/mean`, `dsdr/within_group_cosine`, `dsdr/frac_all_correct_groups`, ...) even when
+            `diversity_coef=0`, without changing the objective: the rewards, advantages and coupling weights are
+            those of the run without it. For GRPO or DAPO baselines (both coefficients `0`) that should show collapse
+            coming. Costs one encoder pass over the completions per generation batch.
     """
 
     diversity_coef: float = field(
@@ -160,8 +170,8 @@ class DSDRConfig(GRPOConfig):
         default=None,
         metadata={
             "help": "Which reward function is the verifier r_i (Sec. 3.1, Eq. 10): its name (as in the "
-            "'rewards/<name>/mean' metric) or its index in reward_funcs. May be left unset only when there is "
-            "exactly one reward function."
+            "'rewards/<name>/mean' metric) or its index in reward_funcs. Unset: the first reward source (the first "
+            "of reward_funcs, or the environment's get_reward when it is the only source); the trainer logs its choice."
         },
     )
     correctness_threshold: float = field(
@@ -177,16 +187,22 @@ class DSDRConfig(GRPOConfig):
             "1e-4 reproduces GRPOTrainer."
         },
     )
+    log_diversity: bool = field(
+        default=False,
+        metadata={
+            "help": "Score diversity and log the dsdr/ diversity and group metrics (Sec. 3.2.1, Eq. 4-9) even when "
+            "diversity_coef=0, without changing the objective: for GRPO/DAPO baselines, to see collapse coming. "
+            "Costs one encoder pass over the completions per generation batch."
+        },
+    )
 
     def __post_init__(self):
-        # Before GRPOConfig's own checks, which fail on these with messages that do not name the field.
-        for name in ("num_generations", "num_generations_eval"):
-            value = getattr(self, name)
-            if value is not None and value < 2:
-                raise ValueError(
-                    f"DSDRConfig: {name} must be >= 2, got {value}: the diversity of a completion (Eq. 6-7) and its "
-                    "advantage (Eq. 2) are measured against the other completions of its group."
-                )
+        # Before GRPOConfig's own checks, which refuse it too, but with ZeroDivisionError for 0.
+        if self.num_generations is not None and self.num_generations < 2:
+            raise ValueError(
+                f"DSDRConfig: num_generations must be >= 2, got {self.num_generations}: the diversity of a completion "
+                "(Eq. 6-7) and its advantage (Eq. 2) are measured against the other completions of its group."
+            )
         # A saved config holds both generation_batch_size and the steps_per_generation GRPOConfig derived from it,
         # which GRPOConfig refuses together: derive steps_per_generation again and check it matches.
         saved_steps_per_generation = None

@@ -21,14 +21,17 @@ __all__ = [
     "clip_diversity",
     "augmented_rewards",
     "group_advantages",
+    "normalized_sum_advantages",
     "coupling_weights",
     "local_entropy_objective",
 ]
 
 
-def _num_groups(num_rows: int, group_size: int) -> int:
-    if group_size < 2:
-        raise ValueError(f"group_size must be >= 2 to compare a completion with the rest of its group, got {group_size}.")
+def _num_groups(num_rows: int, group_size: int, minimum: int = 2) -> int:
+    if group_size < minimum:
+        raise ValueError(
+            f"group_size must be >= {minimum} to compare a completion with the rest of its group, got {group_size}."
+        )
     if num_rows % group_size:
         raise ValueError(f"{num_rows} rows do not split into groups of {group_size} consecutive rows.")
     return num_rows // group_size
@@ -142,18 +145,19 @@ def group_advantages(
 
     NaN rewards (unscorable rows) are left out of the group mean and std and get advantage 0. `scale` follows TRL's
     `scale_rewards`: "group" divides by the group's std, "batch" by the std of the whole batch, "none" not at all.
-    With `eps=1e-4` this is exactly GRPOTrainer's computation.
+    With `eps=1e-4` this is exactly GRPOTrainer's computation. A group of one row (evaluation with
+    `num_generations_eval=1`) has nothing to be relative to: its advantage is 0, as in GRPOTrainer.
 
     Args:
         rewards: (N,) rewards (rtilde for DSDR), groups of `group_size` consecutive rows.
-        group_size: G >= 2.
+        group_size: G >= 1.
         scale: "group", "batch" or "none".
         eps: eps > 0.
 
     Returns:
         (N,) advantages, finite.
     """
-    num_groups = _num_groups(rewards.numel(), group_size)
+    num_groups = _num_groups(rewards.numel(), group_size, minimum=1)
     grouped = rewards.view(num_groups, group_size)
     centred = grouped - torch.nanmean(grouped, dim=1, keepdim=True)
     if scale == "group":
@@ -167,18 +171,48 @@ def group_advantages(
     return torch.nan_to_num(advantages.reshape(-1), nan=0.0)
 
 
+def normalized_sum_advantages(
+    rewards_per_func: torch.Tensor, reward_weights: torch.Tensor, group_size: int, eps: float = 1e-6
+) -> torch.Tensor:
+    """Advantages for several rewards normalised one by one (TRL's `multi_objective_aggregation="normalize_then_sum"`).
+
+    Each reward column k gets Eq. 2 within the group, (r_k - mean_group(r_k)) / (std_group(r_k) + eps); the
+    normalised columns are summed with their weights, and the sum is normalised once more over the whole batch. NaN
+    entries (a reward function that returned None) are left out of every mean, std and sum; a row with no reward at
+    all gets advantage 0. DSDR's bonus (Eq. 10) enters as part of the verifier's column, before its normalisation, so
+    an all-correct group keeps its diversity-ranked signal. With `eps=1e-4` this is exactly GRPOTrainer's computation.
+
+    Args:
+        rewards_per_func: (N, K) rewards, one column per reward function, groups of `group_size` consecutive rows.
+        reward_weights: (K,) weights of the reward functions.
+        group_size: G >= 1.
+        eps: eps > 0.
+
+    Returns:
+        (N,) advantages, finite.
+    """
+    num_groups = _num_groups(rewards_per_func.size(0), group_size, minimum=1)
+    grouped = rewards_per_func.view(num_groups, group_size, -1)
+    spread = _nanstd(grouped, dim=1).unsqueeze(1) if group_size > 1 else torch.zeros_like(grouped[:, :1])
+    normalised = ((grouped - torch.nanmean(grouped, dim=1, keepdim=True)) / (spread + eps)).view_as(rewards_per_func)
+    summed = (normalised * reward_weights.to(normalised).unsqueeze(0)).nansum(dim=1)
+    summed[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+    spread = _nanstd(summed) if summed.numel() > 1 else summed.new_zeros(())
+    return torch.nan_to_num((summed - torch.nanmean(summed)) / (spread + eps), nan=0.0)
+
+
 def coupling_weights(
     diversity: torch.Tensor, correct: torch.Tensor, group_size: int, temperature: float
 ) -> torch.Tensor:
     """Global-to-local coupling weights (Eq. 11): w_i = softmax over P of (tau * dbar_i), 0 outside P.
 
     `temperature` 0 gives uniform weights 1/|P| (the tau -> 0 limit). Every group with at least one correct row sums
-    to 1; a group without one is all zeros.
+    to 1; a group without one is all zeros. A group of one row gives weight 1 to that row if it is correct.
 
     Args:
         diversity: (N,) dbar_i, the clipped diversity.
         correct: (N,) bool, 1[i in P].
-        group_size: G >= 2.
+        group_size: G >= 1.
         temperature: tau >= 0.
 
     Returns:
@@ -186,7 +220,7 @@ def coupling_weights(
     """
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}.")
-    num_groups = _num_groups(diversity.numel(), group_size)
+    num_groups = _num_groups(diversity.numel(), group_size, minimum=1)
     logits = (temperature * diversity.float()).view(num_groups, group_size)
     logits = logits.masked_fill(~correct.view(num_groups, group_size), float("-inf"))
     weights = torch.softmax(logits, dim=1)  # a group with no correct row is all -inf -> NaN

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import time
 import warnings
 from typing import Any
@@ -27,6 +28,8 @@ from .scorer import DiversityScorer, DiversityScores
 
 SUPPORTED_TRL = ">=1.12.0,<1.17"
 
+logger = logging.getLogger(__name__)
+
 # The private methods DSDR wraps, and the parameters it relies on. A TRL release that changes them is refused.
 _OVERRIDE_POINTS: dict[str, tuple[str, ...]] = {
     "_calculate_rewards": ("inputs", "prompts", "completions", "completion_ids_list"),
@@ -35,14 +38,24 @@ _OVERRIDE_POINTS: dict[str, tuple[str, ...]] = {
     "_get_per_token_logps_and_entropies": ("model", "input_ids", "attention_mask", "logits_to_keep"),
 }
 # Attributes of GRPOTrainer read after `super().__init__()`.
-_TRAINER_ATTRIBUTES = ("reward_func_names", "reward_weights", "scale_rewards", "num_generations", "_metrics", "_logs")
+_TRAINER_ATTRIBUTES = (
+    "reward_func_names",
+    "reward_weights",
+    "scale_rewards",
+    "multi_objective_aggregation",
+    "num_generations",
+    "num_generations_eval",
+    "_metrics",
+    "_logs",
+)
 
 
 class DSDRTrainer(GRPOTrainer):
     """Trainer for DSDR, Dual-Scale Diversity Regularization (arXiv 2602.19895).
 
     A drop-in replacement for [`~trl.GRPOTrainer`]: the same constructor and the same behaviour, except for what
-    follows. With `diversity_coef=0`, `local_entropy_coef=0` and `advantage_epsilon=1e-4` it is GRPOTrainer.
+    follows. With `diversity_coef=0`, `local_entropy_coef=0` and `advantage_epsilon=1e-4` it is GRPOTrainer, and it
+    accepts every setting GRPOTrainer accepts.
 
     What changes relative to `GRPOTrainer`:
 
@@ -51,26 +64,37 @@ class DSDRTrainer(GRPOTrainer):
        sentence encoder, `semantic_model`) and symbolically (formulas no other completion uses). Each process encodes
        its own rows; embeddings and formula sets are gathered in rank-major order, so groups that straddle processes
        are scored whole and identically on every process. Correct completions (verifier reward
-       `>= correctness_threshold`, verifier chosen by `correctness_reward`) get the bonus
-       `diversity_coef * clip(d, 0, diversity_clip)`; the other rows are unchanged.
+       `>= correctness_threshold`; the verifier is `correctness_reward`, by default the first reward source) get the
+       bonus `diversity_coef * clip(d, 0, diversity_clip)`; the other rows are unchanged. Groups of one completion
+       (evaluation with `num_generations_eval=1`) are not scored.
     2. **Advantages (Eq. 2).** Formed from the augmented rewards as GRPOTrainer forms them (reward weights, NaN for
-       unscorable rows, `scale_rewards`), with `advantage_epsilon` in place of TRL's hard-coded 1e-4. Only the
-       `"sum_then_normalize"` aggregation of several reward functions is supported.
+       unscorable rows, `scale_rewards`, `multi_objective_aggregation`), with `advantage_epsilon` in place of TRL's
+       hard-coded 1e-4. With `"sum_then_normalize"` the bonus is added to the weighted sum of the rewards; with
+       `"normalize_then_sum"` it is added to the verifier's reward before that reward is normalised within its group.
     3. **Coupling (Eq. 11).** Each correct completion gets a weight, a softmax of `coupling_temperature * dbar` over
        the correct completions of its group (`coupling="uniform"`: 1/|P|; uniform too when `diversity_coef=0`, as
-       there is no score). The weight travels with its row through TRL's shuffling and micro-batching.
+       there is no score). A completion that the loss ignores (all its tokens masked, as `mask_truncated_completions`
+       does to truncated ones) gets no weight, and the group's weight goes to the others. The weight travels with
+       its row through TRL's shuffling and micro-batching.
     4. **Loss (Eq. 14-16).** `L = L_GRPO - local_entropy_coef * J_local`, where J_local is the importance-sampled,
        length-normalised entropy of correct completions, weighted by the coupling, computed from the per-token
        log-probabilities of the same forward pass as the policy loss (no second forward). It is a mean over the
-       groups of the generation batch, scaled so that its gradient does not depend on the per-device batch size,
-       gradient accumulation, `steps_per_generation` or the number of processes.
-    5. **Metrics** under `dsdr/` (see the docs' metrics page).
+       groups of the generation batch; its gradient does not depend on the per-device batch size or the number of
+       processes, and summed over the optimizer steps of one generation batch it does not depend on gradient
+       accumulation or `steps_per_generation` (each step's share is exact when `steps_per_generation` divides
+       `gradient_accumulation_steps`, and right in expectation over TRL's shuffle otherwise).
+    5. **Metrics** under `dsdr/` (see the docs' metrics page); `log_diversity=True` logs the diversity metrics also
+       when `diversity_coef=0`, without changing the objective.
+
+    Refused, after GRPOTrainer's own checks: a `use_liger_kernel=True` whose TRL release computes the loss in Liger's
+    fused kernel (trl < 1.14) while `local_entropy_coef > 0`, as that loss never exposes the per-token
+    log-probabilities the local term needs.
 
     Args:
         model, reward_funcs, args, ...: as for [`~trl.GRPOTrainer`]; `args` must be a [`DSDRConfig`] (default: one
             with `output_dir="<model name>-DSDR"`).
         diversity_scorer ([`DiversityScorer`], *optional*): the scorer to use instead of the one `args` describes,
-            e.g. with another encoder or formula extractor. Used only when `diversity_coef > 0`.
+            e.g. with another encoder or formula extractor. Used only when `diversity_coef > 0` or `log_diversity`.
     """
 
     _tag_names = ["trl", "grpo", "dsdr"]
@@ -78,12 +102,22 @@ class DSDRTrainer(GRPOTrainer):
 
     def __init__(
         self,
-        model,
-        reward_funcs,
+        model: Any,
+        reward_funcs: Any = None,
         args: DSDRConfig | None = None,
-        *positional: Any,
+        train_dataset: Any = None,
+        eval_dataset: Any = None,
+        processing_class: Any = None,
+        reward_processing_classes: Any = None,
+        callbacks: Any = None,
+        optimizers: tuple[Any, Any] = (None, None),
+        quantization_config: Any = None,
+        peft_config: Any = None,
+        tools: Any = None,
+        rollout_func: Any = None,
+        environment_factory: Any = None,
+        *,
         diversity_scorer: DiversityScorer | None = None,
-        **kwargs: Any,
     ):
         check_trl_internals()
         if args is None:
@@ -94,37 +128,62 @@ class DSDRTrainer(GRPOTrainer):
             raise TypeError(f"DSDRTrainer needs a DSDRConfig as `args`, got {kind}. Replace GRPOConfig with DSDRConfig.")
         if diversity_scorer is not None and not isinstance(diversity_scorer, DiversityScorer):
             raise TypeError(f"diversity_scorer must be a DiversityScorer, got {type(diversity_scorer).__name__}.")
-        _check_supported_settings(args)
-        super().__init__(model, reward_funcs, args, *positional, **kwargs)
+        super().__init__(
+            model=model,
+            reward_funcs=reward_funcs,
+            args=args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            reward_processing_classes=reward_processing_classes,
+            callbacks=callbacks,
+            optimizers=optimizers,
+            quantization_config=quantization_config,
+            peft_config=peft_config,
+            tools=tools,
+            rollout_func=rollout_func,
+            environment_factory=environment_factory,
+        )
         missing = [name for name in _TRAINER_ATTRIBUTES if not hasattr(self, name)]
         if missing:
             raise _unsupported_trl(f"GRPOTrainer no longer sets {', '.join(missing)}")
+        _refuse_fused_liger_loss(self)
         self.correctness_reward_index = _resolve_correctness_reward(args.correctness_reward, self.reward_func_names)
+        if args.correctness_reward is None and len(self.reward_func_names) > 1 and self.accelerator.is_main_process:
+            logger.warning(
+                "DSDR: the reward %r (the first of %s) decides which completions are correct (Eq. 10, 11, 15). Set "
+                "DSDRConfig.correctness_reward to the name or index of another reward function to choose it instead.",
+                self.reward_func_names[0],
+                self.reward_func_names,
+            )
         self.reward_funcs = [
             func if isinstance(func, nn.Module) else _naming_errors(func, name)
             for func, name in zip(self.reward_funcs, self.reward_func_names)
         ]
         self.diversity_scorer = None
-        if args.diversity_coef > 0:
+        if args.diversity_coef > 0 or args.log_diversity:
             self.diversity_scorer = diversity_scorer or DiversityScorer.from_config(args, self.accelerator.device)
         elif diversity_scorer is not None:
             warnings.warn("diversity_scorer is unused: diversity_coef=0 turns the global diversity term off.")
         self._dsdr_rewards: tuple[torch.Tensor, DiversityScores | None, float] | None = None
         self._dsdr_logps: list[torch.Tensor] | None = None
 
+    def _group_size(self) -> int:
+        return self.num_generations if self.model.training else self.num_generations_eval
+
     # -- global scale: rewards, advantages, coupling ------------------------------------------------------------------
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         start = time.perf_counter()
-        scores = self._score_diversity(completions) if self.diversity_scorer is not None else None
+        scores = None
+        if self.diversity_scorer is not None and self._group_size() > 1:  # a group of one has no "rest of the group"
+            scores = self._score_diversity(completions)
         self._dsdr_rewards = (rewards_per_func, scores, time.perf_counter() - start)
         return rewards_per_func
 
     def _score_diversity(self, completions: list) -> DiversityScores:
         """Scores the whole generation batch from this process's completions (collective: every process calls it)."""
-        mode = "train" if self.model.training else "eval"
-        group_size = self.num_generations if mode == "train" else self.num_generations_eval
         texts = [completion_text(completion) for completion in completions]
         embeddings, formula_sets, error = None, None, None
         try:
@@ -139,7 +198,7 @@ class DSDRTrainer(GRPOTrainer):
             raise RuntimeError(f"DSDR diversity scoring failed on process {rank}: {message}") from error
         all_embeddings = self.accelerator.gather(embeddings.contiguous())
         all_formula_sets = gather_object(formula_sets)
-        return self.diversity_scorer.score(all_embeddings, all_formula_sets, group_size)
+        return self.diversity_scorer.score(all_embeddings, all_formula_sets, self._group_size())
 
     def _generate_and_score_completions(self, inputs):
         output = super()._generate_and_score_completions(inputs)
@@ -149,40 +208,56 @@ class DSDRTrainer(GRPOTrainer):
         self._dsdr_rewards = None
 
         mode = "train" if self.model.training else "eval"
-        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        group_size = self._group_size()
         device = rewards_per_func.device
-        unscorable = torch.isnan(rewards_per_func).all(dim=1)
-        rewards = (rewards_per_func * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1)
-        rewards[unscorable] = torch.nan
-        correct = rewards_per_func[:, self.correctness_reward_index] >= self.args.correctness_threshold  # NaN: False
+        verifier = rewards_per_func[:, self.correctness_reward_index]
+        correct = verifier >= self.args.correctness_threshold  # NaN: False
+        # Only a scored batch with a global term changes the objective; log_diversity alone leaves it as it is.
+        with_bonus = scores is not None and self.args.diversity_coef > 0
+        diversity = scores.combined.to(device) if with_bonus else torch.zeros_like(verifier)
 
-        if scores is None:  # no global term: rewards unchanged, uniform coupling over the correct rows (w/o GD)
-            augmented, clipped, temperature = rewards, torch.zeros_like(rewards), 0.0
-        else:
-            diversity = scores.combined.to(device)
-            augmented = DF.augmented_rewards(
-                rewards, correct, diversity, self.args.diversity_coef, self.args.diversity_clip
+        def add_bonus(rewards: torch.Tensor) -> torch.Tensor:  # Eq. 10
+            if not with_bonus:
+                return rewards
+            return DF.augmented_rewards(rewards, correct, diversity, self.args.diversity_coef, self.args.diversity_clip)
+
+        if self.multi_objective_aggregation == "normalize_then_sum":
+            columns = rewards_per_func.clone()
+            columns[:, self.correctness_reward_index] = add_bonus(verifier)
+            bonus = columns[:, self.correctness_reward_index] - verifier
+            advantages = DF.normalized_sum_advantages(
+                columns, self.reward_weights.to(device), group_size, self.args.advantage_epsilon
             )
-            clipped = DF.clip_diversity(diversity, self.args.diversity_clip)
-            temperature = self.args.coupling_temperature if self.args.coupling == "softmax" else 0.0
-        advantages = DF.group_advantages(augmented, group_size, self.scale_rewards, self.args.advantage_epsilon)
-        weights = DF.coupling_weights(clipped, correct, group_size, temperature)
+        else:  # "sum_then_normalize"; TRL refuses any other value
+            rewards = (rewards_per_func * self.reward_weights.to(device).unsqueeze(0)).nansum(dim=1)
+            rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+            augmented = add_bonus(rewards)
+            bonus = augmented - rewards
+            advantages = DF.group_advantages(augmented, group_size, self.scale_rewards, self.args.advantage_epsilon)
+        clipped = DF.clip_diversity(diversity, self.args.diversity_clip)
+        temperature = self.args.coupling_temperature if with_bonus and self.args.coupling == "softmax" else 0.0
+        # A row whose tokens are all masked (mask_truncated_completions) takes no part in the loss: its share of the
+        # group's coupling weight goes to the correct rows that do.
+        in_loss = self.accelerator.gather(output["completion_mask"].sum(dim=1) > 0)
+        weights = DF.coupling_weights(clipped, correct & in_loss, group_size, temperature)
 
         local_rows = output["advantages"].size(0)
         local = slice(self.accelerator.process_index * local_rows, (self.accelerator.process_index + 1) * local_rows)
         output["advantages"] = advantages[local]
         output["dsdr_coupling_weights"] = weights[local]
         # Every row carries the number of groups of its generation batch, which normalises J_local in the loss.
-        output["dsdr_num_groups"] = torch.full((local_rows,), rewards.numel() // group_size, device=device)
+        output["dsdr_num_groups"] = torch.full((local_rows,), verifier.numel() // group_size, device=device)
 
         logged_advantages = self._logs["advantages"]  # TRL logged its own advantages for the completions table
         for _ in range(min(advantages.numel(), len(logged_advantages))):
             logged_advantages.pop()
         logged_advantages.extend(advantages.tolist())
-        self._log_global_metrics(mode, rewards, augmented, correct, advantages, weights, scores, scoring_time, group_size)
+        self._log_global_metrics(
+            mode, correct, bonus if with_bonus else None, advantages, weights, scores, scoring_time, group_size
+        )
         return output
 
-    def _log_global_metrics(self, mode, rewards, augmented, correct, advantages, weights, scores, seconds, group_size):
+    def _log_global_metrics(self, mode, correct, bonus, advantages, weights, scores, seconds, group_size):
         metrics = self._metrics[mode]
         grouped_correct = correct.view(-1, group_size)
         all_correct = grouped_correct.all(dim=1)
@@ -197,6 +272,8 @@ class DSDRTrainer(GRPOTrainer):
             w = weights.view(-1, group_size)[several]
             entropy = -(w * torch.log(w.clamp(min=1e-30))).sum(dim=1)
             metrics["dsdr/coupling_entropy"].append((entropy / torch.log(correct_per_group[several].float())).mean().item())
+        if bonus is not None and correct.any():
+            metrics["dsdr/bonus/correct_mean"].append(bonus[correct].mean().item())
         if scores is None:
             return
         for name, values in (("semantic", scores.semantic), ("formula", scores.formula), ("diversity", scores.combined)):
@@ -204,8 +281,6 @@ class DSDRTrainer(GRPOTrainer):
             metrics[f"dsdr/{name}/mean"].append(values.mean().item())
             if correct.any():
                 metrics[f"dsdr/{name}/correct_mean"].append(values[correct].mean().item())
-        if correct.any():
-            metrics["dsdr/bonus/correct_mean"].append((augmented - rewards)[correct].mean().item())
         # D_emb is the mean of (1 - cos) / 2 over the other rows, so this is the mean within-group cosine similarity.
         metrics["dsdr/within_group_cosine"].append(1.0 - 2.0 * scores.semantic.mean().item())
         metrics["dsdr/scoring_time_s"].append(seconds)
@@ -229,8 +304,8 @@ class DSDRTrainer(GRPOTrainer):
             self._dsdr_logps = None
         if len(captured) != 1:
             raise _unsupported_trl(
-                f"GRPOTrainer's loss made {len(captured)} log-probability passes instead of 1 (is a fused loss such "
-                "as use_liger_kernel on?); DSDR's local term needs the per-token log-probabilities"
+                f"GRPOTrainer's loss made {len(captured)} log-probability passes instead of 1; DSDR's local term "
+                "needs the per-token log-probabilities of the policy loss's own forward pass"
             )
         per_token_logps = captured[0]
         mask = inputs["completion_mask"]
@@ -322,30 +397,25 @@ def _unsupported_trl(reason: str) -> RuntimeError:
     )
 
 
-def _check_supported_settings(args: DSDRConfig) -> None:
-    aggregation = getattr(args, "multi_objective_aggregation", "sum_then_normalize")
-    if aggregation != "sum_then_normalize":
+def _refuse_fused_liger_loss(trainer: GRPOTrainer) -> None:
+    """Refuses the local term where the GRPO loss is Liger's fused kernel (trl < 1.14 sets `liger_loss`)."""
+    if trainer.args.local_entropy_coef > 0 and getattr(trainer, "liger_loss", None) is not None:
         raise ValueError(
-            f"DSDRTrainer supports multi_objective_aggregation='sum_then_normalize' only, got {aggregation!r}: Eq. 10 "
-            "adds the diversity bonus to the summed reward before the group normalisation."
-        )
-    if args.local_entropy_coef > 0 and args.use_liger_kernel:
-        raise ValueError(
-            "DSDRTrainer does not support use_liger_kernel=True with local_entropy_coef > 0: the fused Liger loss "
-            "never exposes the per-token log-probabilities the local entropy term (Eq. 15) needs. Set "
-            "use_liger_kernel=False, or local_entropy_coef=0."
+            f"DSDRTrainer cannot use use_liger_kernel=True with local_entropy_coef > 0 on trl {trl.__version__}: this "
+            "release computes the GRPO loss in Liger's fused kernel, which never exposes the per-token "
+            "log-probabilities the local entropy term (Eq. 15) needs. Set local_entropy_coef=0 or "
+            "use_liger_kernel=False, or install trl>=1.14, where Liger patches only the layer kernels."
         )
 
 
 def _resolve_correctness_reward(setting: str | None, names: list[str]) -> int:
-    """Index of the verifier among the reward functions, from a name or an index (as a string from the CLI)."""
+    """Index of the verifier among the reward functions, from a name or an index (as a string from the CLI).
+
+    Unset: the first, which is the verifier of a single-reward script, the accuracy reward of the usual
+    accuracy-then-format list, and the environment's `get_reward` when the environment is the only reward source.
+    """
     if setting is None:
-        if len(names) == 1:
-            return 0
-        raise ValueError(
-            f"DSDRConfig.correctness_reward must name the verifier among the {len(names)} reward functions "
-            f"{names} (its name or index): DSDR gives the diversity bonus to correct completions only."
-        )
+        return 0
     if setting in names:
         return names.index(setting)
     if setting.lstrip("-").isdigit() and 0 <= int(setting) < len(names):

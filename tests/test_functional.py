@@ -131,6 +131,66 @@ def test_group_advantages_matches_trl_with_trl_epsilon():
     assert torch.equal(DF.group_advantages(rewards, 8, eps=1e-4), expected)
 
 
+def test_groups_of_one_get_zero_advantage_and_full_weight_when_correct():
+    # Evaluation with num_generations_eval=1: nothing to be relative to (GRPOTrainer gives 0 too); |P| = 1 -> w = 1.
+    rewards = torch.tensor([1.0, 0.0, 0.5])
+    for scale in ("group", "batch", "none"):
+        close(DF.group_advantages(rewards, 1, scale=scale), [0.0, 0.0, 0.0])
+    close(DF.coupling_weights(torch.tensor([0.3, 0.9, 0.1]), torch.tensor([True, False, True]), 1, 5.0), [1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match=">= 2"):
+        DF.semantic_diversity(torch.ones(3, 2), 1)
+
+
+def test_normalized_sum_advantages_hand_computed():
+    # Two groups of 2, two rewards with weights [1, 0.5].
+    # Column 0: group 1 [1, 0] -> mean 0.5, sample std sqrt(0.5) -> +-0.5/sqrt(0.5) = +-sqrt(0.5);
+    #           group 2 [1, 1] -> 0, 0.
+    # Column 1: group 1 [0.2, 0.2] -> 0, 0; group 2 [0.0, 0.4] -> -+sqrt(0.5).
+    # Weighted sums s = [sqrt(.5), -sqrt(.5), -0.5 sqrt(.5), 0.5 sqrt(.5)]: mean 0, sample std sqrt(5/12).
+    rewards = torch.tensor([[1.0, 0.2], [0.0, 0.2], [1.0, 0.0], [1.0, 0.4]], dtype=torch.float64)
+    h = math.sqrt(0.5)
+    summed = torch.tensor([h, -h, -0.5 * h, 0.5 * h], dtype=torch.float64)
+    expected = summed / math.sqrt(5 / 12)
+    close(DF.normalized_sum_advantages(rewards, torch.tensor([1.0, 0.5], dtype=torch.float64), 2, eps=0.0), expected)
+
+
+def test_normalized_sum_advantages_nan_entries_and_unscorable_rows():
+    # Row 1 has no first reward (None): column 0 of group 1 is just [1.0] -> std NaN -> that entry drops out of the
+    # sum; row 3 has no reward at all -> advantage 0, left out of the batch normalisation.
+    nan = float("nan")
+    rewards = torch.tensor([[1.0, 0.0], [nan, 1.0], [0.0, 1.0], [nan, nan]])
+    advantages = DF.normalized_sum_advantages(rewards, torch.ones(2), 2, eps=1e-6)
+    assert torch.isfinite(advantages).all() and advantages[3] == 0
+    # Column 1 of group 1 is [0, 1] -> [-a, +a]; row 2's group has one scorable row -> its sum is 0 (NaN std).
+    a = 0.5 / (math.sqrt(0.5) + 1e-6)
+    summed = torch.tensor([-a, a, 0.0])
+    close(advantages[:3], (summed - summed.mean()) / (summed.std() + 1e-6), tol=1e-5)
+
+
+def test_normalized_sum_advantages_matches_trl_with_trl_epsilon():
+    from trl.trainer.utils import nanstd
+
+    torch.manual_seed(1)
+    rewards, weights = torch.rand(24, 3), torch.tensor([1.0, 0.5, 2.0])
+    rewards[3, 1] = rewards[9] = float("nan")
+    grouped = rewards.view(-1, 8, 3)
+    per_func = ((grouped - torch.nanmean(grouped, dim=1, keepdim=True)) / (nanstd(grouped, dim=1, keepdim=True) + 1e-4))
+    summed = (per_func.view(-1, 3) * weights).nansum(dim=1)
+    summed[9] = float("nan")
+    expected = torch.nan_to_num((summed - torch.nanmean(summed)) / (nanstd(summed) + 1e-4), nan=0.0)
+    assert torch.equal(DF.normalized_sum_advantages(rewards, weights, 8, eps=1e-4), expected)
+
+
+def test_bonus_on_the_verifier_column_keeps_the_all_correct_signal_under_normalize_then_sum():
+    # An all-correct group with a constant format reward: only the bonus on the verifier column ranks the rows.
+    verifier, correct = torch.ones(4), torch.ones(4, dtype=torch.bool)
+    diversity = torch.tensor([0.4, 0.1, 0.3, 0.2])
+    columns = torch.stack([DF.augmented_rewards(verifier, correct, diversity, 0.001, 1.0), torch.full((4,), 0.5)], 1)
+    advantages = DF.normalized_sum_advantages(columns, torch.ones(2), 4)
+    assert advantages.argsort().tolist() == diversity.argsort().tolist()
+    assert advantages.abs().max() > 1.0
+
+
 # -- Eq. 11 -----------------------------------------------------------------------------------------------------------
 
 

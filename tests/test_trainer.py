@@ -284,18 +284,21 @@ def test_needs_a_dsdr_config(tmp_path):
         DSDRTrainer(model=model, reward_funcs=digit_reward, args=tiny_args(GRPOConfig, tmp_path), train_dataset=prompt_dataset(), processing_class=tokenizer)
 
 
-def test_correctness_reward_resolution(tmp_path):
-    with pytest.raises(ValueError, match="must name the verifier"):
-        build(tmp_path, reward_funcs=[digit_reward, length_reward])
+def test_correctness_reward_resolution(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="dsdr_trl.trainer"):
+        assert build(tmp_path, reward_funcs=[digit_reward, length_reward]).correctness_reward_index == 0
+    chosen = [r.getMessage() for r in caplog.records if "decides which completions are correct" in r.getMessage()]
+    assert len(chosen) == 1 and "'digit_reward' (the first of ['digit_reward', 'length_reward'])" in chosen[0]
+    assert "DSDRConfig.correctness_reward" in chosen[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="dsdr_trl.trainer"):
+        build(tmp_path, reward_funcs=digit_reward)
+        build(tmp_path, reward_funcs=[digit_reward, length_reward], correctness_reward="digit_reward")
+    assert not [r for r in caplog.records if "decides which completions are correct" in r.getMessage()]
     with pytest.raises(ValueError, match="neither the name"):
         build(tmp_path, reward_funcs=[digit_reward, length_reward], correctness_reward="accuracy")
     assert build(tmp_path, reward_funcs=[digit_reward, length_reward], correctness_reward="1").correctness_reward_index == 1
     assert build(tmp_path, reward_funcs=[digit_reward, length_reward], correctness_reward="length_reward").correctness_reward_index == 1
-
-
-def test_unsupported_settings_fail_at_construction(tmp_path):
-    with pytest.raises(ValueError, match="multi_objective_aggregation"):
-        build(tmp_path, multi_objective_aggregation="normalize_then_sum")
 
 
 def test_unloadable_encoder_names_the_setting(tmp_path):
