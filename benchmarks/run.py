@@ -45,6 +45,20 @@ TARGETS = {
     "step_time_ratio_cpu": (None, None),
 }
 
+
+def small_policy(hidden: int, layers: int, vocab: int) -> dict:
+    """Qwen2Config fields of a small policy for the local term: 4 query and 2 key-value heads, MLP 4 x hidden."""
+    return dict(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=4 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+    )
+
+
 # Sizes per mode. scorer_sets: (label, number of completions, tokens per completion or None for a plain solution).
 MODES = {
     "smoke": dict(
@@ -53,7 +67,7 @@ MODES = {
         scorer_repeats=1,
         formula_completions=256,
         formula_repeats=1,
-        local=dict(hidden=32, layers=1, vocab=1024, rows=8, prompt=16, completion=32),
+        local=dict(policy=small_policy(hidden=32, layers=1, vocab=1024), rows=8, prompt=16, completion=32),
         local_repeats=2,
         memory_repeats=1,
         scaling=(16, 64),
@@ -66,7 +80,7 @@ MODES = {
         scorer_repeats=3,
         formula_completions=4096,
         formula_repeats=5,
-        local=dict(hidden=256, layers=4, vocab=8192, rows=4, prompt=64, completion=256),
+        local=dict(policy=small_policy(hidden=256, layers=4, vocab=8192), rows=4, prompt=64, completion=256),
         local_repeats=8,
         memory_repeats=2,
         scaling=(256, 4096),
@@ -79,7 +93,7 @@ MODES = {
         scorer_repeats=3,
         formula_completions=16384,
         formula_repeats=7,
-        local=dict(hidden=256, layers=4, vocab=8192, rows=8, prompt=64, completion=512),
+        local=dict(policy=small_policy(hidden=256, layers=4, vocab=8192), rows=8, prompt=64, completion=512),
         local_repeats=30,
         memory_repeats=5,
         scaling=(256, 4096),
@@ -209,21 +223,17 @@ def _local_setup(cfg, rows, device):
     from tests.tiny import build_tiny_tokenizer
 
     shape = cfg["local"]
+    bf16 = shape.get("bf16", False)
     tokenizer = build_tiny_tokenizer()
     config = Qwen2Config(
-        vocab_size=shape["vocab"],
-        hidden_size=shape["hidden"],
-        intermediate_size=4 * shape["hidden"],
-        num_hidden_layers=shape["layers"],
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
         tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
+        **shape["policy"],
     )
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(config).to(device)
+    with torch.device(device):  # random weights made where they are used: a 1.5B policy builds in seconds on a GPU
+        model = Qwen2ForCausalLM(config)
     trainers = steps.build_trainers(
         model,
         tokenizer,
@@ -233,7 +243,10 @@ def _local_setup(cfg, rows, device):
         per_device_train_batch_size=common.GROUP_SIZE,  # the config's; the timed micro-batch has shape["rows"]
         num_generations=common.GROUP_SIZE,
         max_completion_length=shape["completion"],
+        bf16=bf16,
     )
+    if bf16:  # as Trainer.train() prepares it: the forward runs under bf16 autocast, its outputs cast back to float32
+        model = trainers["dsdr"].accelerator.prepare_model(model)
     for trainer in trainers.values():
         trainer.model.train()
         trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train(); the loss scaling reads it
@@ -244,10 +257,11 @@ def _micro_batch(shape, tokenizer, device) -> dict:
     """One micro-batch as GRPOTrainer's `_prepare_inputs` hands it to the loss, DSDR's keys included."""
     generator = torch.Generator().manual_seed(0)
     rows, prompt, completion = shape["rows"], shape["prompt"], shape["completion"]
-    prompt_ids = torch.randint(3, shape["vocab"], (rows, prompt), generator=generator)
+    vocab = shape["policy"]["vocab_size"]
+    prompt_ids = torch.randint(3, vocab, (rows, prompt), generator=generator)
     prompt_mask = torch.ones(rows, prompt, dtype=torch.long)
     prompt_mask[: rows // 2, : prompt // 4] = 0  # left padding on some rows
-    completion_ids = torch.randint(3, shape["vocab"], (rows, completion), generator=generator)
+    completion_ids = torch.randint(3, vocab, (rows, completion), generator=generator)
     lengths = torch.randint(completion // 2, completion + 1, (rows,), generator=generator)
     completion_mask = (torch.arange(completion).unsqueeze(0) < lengths.unsqueeze(1)).long()
     completion_ids = completion_ids.masked_fill(completion_mask == 0, tokenizer.pad_token_id)
@@ -294,10 +308,12 @@ def bench_local_term(cfg, rows, device) -> dict:
             memory[name].append(peak(lambda: trainers[name]._compute_loss(model, batch).backward()))
     model.zero_grad(set_to_none=True)
     shape = cfg["local"]
+    policy = shape["policy"]
     grpo_s, dsdr_s = common.median(times["grpo"]), common.median(times["dsdr"])
     grpo_b, dsdr_b = common.median(memory["grpo"]), common.median(memory["dsdr"])
     return {
-        "model": f"Qwen2 hidden {shape['hidden']}, {shape['layers']} layers, vocab {shape['vocab']}, "
+        "model": f"Qwen2 hidden {policy['hidden_size']}, {policy['num_hidden_layers']} layers, vocab "
+        f"{policy['vocab_size']}, "
         f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters",
         "micro_batch": f"{shape['rows']} rows, prompt {shape['prompt']}, completion {shape['completion']}",
         "grpo_s": grpo_s,
@@ -390,14 +406,6 @@ def bench_step(cfg, rows, encoder, device) -> dict:
 # -- driver ---------------------------------------------------------------------------------------------------------
 
 
-def _check(key, value) -> str:
-    op, target = TARGETS[key]
-    if op is None:
-        return "report"
-    ok = {"<=": value <= target, ">=": value >= target, "==": value == target}[op]
-    return ("ok " if ok else "MISS ") + f"{op} {target:g}"
-
-
 def _table(results, headline) -> str:
     s, f, l, sc, st = (results[k] for k in ("scorer_vs_encode", "formulas", "local_term", "scaling", "step_cpu"))
     ms = lambda seconds: f"{seconds * 1e3:.1f} ms"  # noqa: E731
@@ -420,7 +428,7 @@ def _table(results, headline) -> str:
         value = headline[key]
         shown = f"{value:,.0f}" if key == "formula_completions_per_s" else (
             f"{value}" if isinstance(value, int) else f"{value:.3f}")
-        out.append(f"{key:<{width}}  {shown:>10}  {_check(key, value):<12}  {detail}")
+        out.append(f"{key:<{width}}  {shown:>10}  {common.verdict(*TARGETS[key], value):<12}  {detail}")
     return "\n".join(out)
 
 
