@@ -10,6 +10,7 @@ from datasets import Dataset
 from dsdr_trl.data import (
     BENCHMARKS,
     BOXED_INSTRUCTION,
+    DataUnavailableError,
     load_benchmark,
     load_dapo_math,
     resolve_local_benchmark,
@@ -105,3 +106,24 @@ def test_load_benchmark_from_a_jsonl_path_appends_the_missing_instruction(tmp_pa
         "What is 3*4?",
         "List two primes.",
     ]
+
+
+def test_benchmark_nowhere_offline_says_where_a_local_copy_goes(tmp_path):
+    # conftest sets HF_HUB_OFFLINE=1, and the datasets cache has no MATH-500.
+    with pytest.raises(DataUnavailableError, match="HF_HUB_OFFLINE=1") as error:
+        load_benchmark("math500", data_dir=tmp_path)
+    assert f"nothing at {tmp_path / 'benchmarks/math500/test.jsonl'}" in str(error.value)
+
+
+def test_unreachable_hub_fails_without_retrying(monkeypatch):
+    from huggingface_hub import constants
+
+    # A closed local port: the connection is refused at once, as on a machine without network.
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.delenv("DSDR_DATA_DIR", raising=False)
+    with pytest.raises(DataUnavailableError, match=r"http://127\.0\.0\.1:9 does not answer") as error:
+        load_benchmark("aime24")
+    assert "no data root set" in str(error.value) and "DSDR_DATA_DIR=<root>" in str(error.value)
+    with pytest.raises(DataUnavailableError, match="local .json / .jsonl / .parquet|dataset="):
+        load_dapo_math()

@@ -59,8 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def tiny_setup(directory: Path) -> int:
     """Write the tiny_cpu recipe's inputs into `directory` and print the command that trains from them."""
+    from transformers.utils import logging as transformers_logging
+
     from ..recipes.tiny import offline_minilm_path, write_tiny_setup
 
+    transformers_logging.disable_progress_bar()  # a bar for writing a 1 MB model is noise
     directory.mkdir(parents=True, exist_ok=True)
     model_dir, data_file = write_tiny_setup(directory)
     command = "dsdr-trl train --config tiny_cpu"
