@@ -16,7 +16,7 @@ from dsdr_trl.scripts import cli
 from dsdr_trl.scripts.train import make_parser, resolve_reward_function
 PAPER_RECIPES = sorted(RECIPES.glob("qwen*/*.yaml"))
 
-# Appendix A / Table 2 of the paper (arXiv 2602.19895), as DSDR-SPEC.md restates them.
+# Appendix A / Table 2 of the paper (arXiv 2602.19895).
 NUM_PROCESSES = 8
 PROMPTS_PER_GENERATION = 256
 PROMPTS_PER_UPDATE = 16

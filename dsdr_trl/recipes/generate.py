@@ -4,8 +4,8 @@ The YAML files are committed; this script is how they were made and how to chang
 
     python dsdr_trl/recipes/generate.py
 
-Every value carries a comment naming where it comes from: a section/table of the paper (arXiv 2602.19895, as
-restated in DSDR-SPEC.md), or "not in the paper" with the reason for our choice.
+Every value carries a comment naming where it comes from: a section/table of the paper (arXiv 2602.19895),
+or "not in the paper" with the reason for our choice.
 """
 
 from __future__ import annotations
