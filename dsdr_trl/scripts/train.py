@@ -238,9 +238,10 @@ def missing_hardware(recipe: dict, args: list[str]) -> list[str]:
     accelerator; vLLM and FlashAttention-2 need CUDA. Empty when everything can run."""
     import torch
 
-    overrides = argparse.ArgumentParser(add_help=False)
+    overrides = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     for name in ("bf16", "fp16", "use_cpu", "use_vllm"):
-        overrides.add_argument(f"--{name}", f"--{name.replace('_', '-')}", nargs="?", const="true", default=None)
+        spellings = dict.fromkeys([f"--{name}", f"--{name.replace('_', '-')}"])
+        overrides.add_argument(*spellings, nargs="?", const="true", default=None)
     overrides.add_argument("--attn_implementation", "--attn-implementation", default=None)
     given = {key: value for key, value in vars(overrides.parse_known_args(args)[0]).items() if value is not None}
     settings = {**recipe, **given}
