@@ -24,6 +24,8 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import common  # noqa: I001  (first: puts the repo on sys.path)
 from device_check import CARRIED_DATA, CARRIED_TOKENIZER, CARRIED_WHEELS, CARRY
@@ -46,11 +48,18 @@ def download_wheels(python_version: str) -> None:
          "--dest", str(CARRIED_WHEELS), *pins],
         check=True,
     )
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir",
-         str(CARRIED_WHEELS), str(common.REPO)],
-        check=True,
-    )
+    # This package's wheel, from a copy of the files that travel: setuptools' build/ folder in the tree can still
+    # hold modules deleted since, and would put them in the wheel.
+    with tempfile.TemporaryDirectory(prefix="dsdr-wheel-source-") as scratch:
+        for path in travelling_files():
+            copy = Path(scratch) / path.relative_to(common.REPO)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, copy)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir",
+             str(CARRIED_WHEELS), scratch],
+            check=True,
+        )
     non_pure = [wheel.name for wheel in CARRIED_WHEELS.glob("*.whl") if not wheel.name.endswith("-none-any.whl")]
     if non_pure:
         sys.exit(f"not pure-Python wheels, which would not install on every GPU machine: {non_pure}")
@@ -70,6 +79,12 @@ def copy_files() -> None:
 
 def git(*arguments: str) -> str:
     return subprocess.run(["git", *arguments], cwd=common.REPO, capture_output=True, text=True, check=True).stdout
+
+
+def travelling_files() -> list[Path]:
+    """The files a copy of the working tree holds: tracked, and untracked that git does not ignore."""
+    names = git("ls-files", "--cached", "--others", "--exclude-standard").splitlines()
+    return [common.REPO / name for name in names if (common.REPO / name).is_file()]
 
 
 def main(argv=None) -> dict:
@@ -97,8 +112,7 @@ def main(argv=None) -> dict:
     }
     (CARRY / "prepared.json").write_text(json.dumps(record, indent=2) + "\n")
 
-    tree = [common.REPO / name for name in git("ls-files", "--cached", "--others", "--exclude-standard").splitlines()]
-    tree_bytes = sum(path.stat().st_size for path in tree if path.is_file())
+    tree_bytes = sum(path.stat().st_size for path in travelling_files())
     carried_bytes = sum(path.stat().st_size for path in CARRY.rglob("*") if path.is_file())
     for name, info in files.items():
         print(f"{info['bytes'] / 2**10:10.1f} KiB  {name}")
