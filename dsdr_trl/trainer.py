@@ -238,7 +238,7 @@ class DSDRTrainer(GRPOTrainer):
         temperature = self.args.coupling_temperature if with_bonus and self.args.coupling == "softmax" else 0.0
         # A row whose tokens are all masked (mask_truncated_completions) takes no part in the loss: its share of the
         # group's coupling weight goes to the correct rows that do.
-        in_loss = self.accelerator.gather(output["completion_mask"].sum(dim=1) > 0)
+        in_loss = self.accelerator.gather(output["completion_mask"].sum(dim=1)) > 0
         weights = DF.coupling_weights(clipped, correct & in_loss, group_size, temperature)
 
         local_rows = output["advantages"].size(0)

@@ -48,8 +48,11 @@ async def async_digit_reward(completions, **kwargs) -> list[float]:
     return digit_reward(completions)
 
 
-def train(tmp_path, terms: dict, reward_funcs, *, tokenizer=None, dataset=None, trainer_kwargs=None, **config):
-    model, own_tokenizer = build_tiny_model_and_tokenizer()
+def train(
+    tmp_path, terms: dict, reward_funcs, *, model=None, tokenizer=None, dataset=None, trainer_kwargs=None, **config
+):
+    built_model, own_tokenizer = build_tiny_model_and_tokenizer()
+    model = model or built_model
     args = tiny_args(DSDRConfig, tmp_path, **{**terms, **config})
     trainer = DSDRTrainer(
         model=model,
@@ -217,6 +220,31 @@ def test_both_terms_off_with_trl_epsilon_is_grpo_for_several_rewards(tmp_path, a
         final[name] = parameters(trainer.model)
     for key, value in final["grpo"].items():
         assert torch.equal(value, final["dsdr"][key]), key
+
+
+# -- GRPOConfig options with both DSDR terms on --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        dict(num_iterations=2),  # pi_old log-probs computed at generation: rho != 1 after the first update
+        dict(beta=0.04),  # KL to a reference model
+        dict(top_entropy_quantile=0.5),
+        dict(entropy_coef=0.01),  # TRL's own entropy bonus beside the local term
+        dict(scale_rewards="batch"),
+        dict(scale_rewards="none"),
+        dict(gradient_checkpointing=True),
+        dict(steps_per_generation=4, per_device_train_batch_size=4),
+    ],
+    ids=lambda option: ",".join(f"{k}={v}" for k, v in option.items()),
+)
+def test_grpo_config_options_train_with_both_terms_on(tmp_path, minilm_path, tiny_model_dir, option):
+    terms = {"semantic_model": minilm_path}
+    # The reference model of the KL term is loaded from the policy's path.
+    model = tiny_model_dir if option.get("beta") else None
+    trainer = train(tmp_path, terms, digit_reward, model=model, **option)
+    assert_dsdr_metrics(trainer, terms)
 
 
 # -- log_diversity: monitoring without changing the objective --------------------------------------------------------
