@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dsdr_trl.grading import extract_final_answer, grade, grade_many
+from dsdr_trl.grading import MATH_VERIFY_WINDOW_CHARS, answer_variants, extract_final_answer, grade, grade_many
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SOLUTIONS = DATA / "solutions" / "math500_solutions.jsonl"
@@ -90,6 +90,86 @@ def test_different_answers_are_rejected(answer: str, gold: str) -> None:
     assert grade(f"\\boxed{{{answer}}}", gold) is False
 
 
+@pytest.mark.parametrize(
+    ("completion", "gold"),
+    [
+        # Several boxes that together form the answer (OlympiadBench's multi-answer problems).
+        (r"\boxed{(1, 2)}, \boxed{(2, 1)}", "(1,2),(2,1)"),
+        (r"$$\boxed{k = 45} \quad \text{and} \quad \boxed{n = 2}$$", "k = 45, n = 2"),
+        # A final answer in plain text, without a box or math delimiters.
+        ("Final Answer: The largest $n$ is 34.", "34"),
+        ("the number is not 10 which is 1,000.99€", "1000.99"),
+        ("-5", "-5"),
+        ("1,000", "1000"),
+        ("The answer is x^2+1", "x^2+1"),  # math-verify finds nothing here: our extractor's fallback does
+        (r"Answer: \sqrt{2}", r"\sqrt{2}"),
+        # Percent words and plain fractions.
+        ("28 percent", r"28\%"),
+        ("28 pct", r"28\%"),
+        (r"\frac{10}{9}", "10/9"),
+        # Formatting noise inside the box.
+        (r"\boxed{9.}", "9"),
+        (r"\boxed{12\,;}", "12"),
+        (r"\boxed{\textbf{12}}", "12"),
+        (r"\boxed{\mathrm{12}}", "12"),
+        (r"\boxed{\textbf{\text{Evelyn}}}", r"\text{Evelyn}"),
+        (r"\boxed{\textbf{(C) }12}", "12"),
+        (r"\boxed{\textbf{(C) }12}", r"\text{(C)}"),
+        (r"\boxed{(C)\ 12}", "C"),
+        (r"\boxed{007}", "7"),
+        (r"\fbox{7}.", "7"),
+        # A gold answer that is a whole worked solution is read the way a completion is.
+        (r"\boxed{7}", r"We get $x = 2$, so the answer is $\boxed{7}$."),
+    ],
+)
+def test_model_output_forms_are_accepted(completion: str, gold: str) -> None:
+    assert grade(completion, gold) is True
+
+
+@pytest.mark.parametrize(
+    ("completion", "gold"),
+    [
+        (r"We found \boxed{3}. Wait, that is wrong: \boxed{12}.", "12"),  # a hedge on one line is a set {3, 12}
+        (r"\boxed{(A) B}", "B"),  # a label before another choice letter is not split into two readings
+        (r"\boxed{(A) B}", "A"),
+        (r"\boxed{\textbf{(C) }12}", "13"),
+        (r"\boxed{\textbf{(C) }12}", r"\text{(D)}"),
+        (r"\boxed{2}", r"We get $x = 2$, so the answer is $\boxed{7}$."),  # the gold's answer, not its first value
+    ],
+)
+def test_model_output_forms_reject_other_answers(completion: str, gold: str) -> None:
+    assert grade(completion, gold) is False
+
+
+@pytest.mark.parametrize(
+    ("answer", "variants"),
+    [
+        ("5.", ("5",)),
+        (r"12\,;", ("12",)),
+        (r"(1, 2)\quad", ("(1, 2)",)),
+        ("x \\\\", ("x \\\\",)),  # a LaTeX line break is no punctuation
+        (r"\textbf{12}", ("12",)),
+        (r"\mathbf{\mathrm{3\sqrt{2}}}", (r"3\sqrt{2}",)),
+        (r"\mathrm{odd}", (r"\text{odd}",)),
+        (r"\text{a} + \text{b}", (r"\text{a} + \text{b}",)),
+        (r"\textbf{(C) }12", ("12", r"\text{(C)}")),
+        (r"(B) \frac{\pi}{2}", (r"\frac{\pi}{2}", r"\text{(B)}")),
+        (r"\text{(C)}", ("(C)",)),
+        ("(A) B", ("(A) B",)),
+        ("...", ()),
+    ],
+)
+def test_answer_variants(answer: str, variants: tuple[str, ...]) -> None:
+    assert answer_variants(answer) == variants
+
+
+def test_a_box_before_the_window_still_wins() -> None:
+    check = "Let me check: 3 + 4 = 7. " * (MATH_VERIFY_WINDOW_CHARS // 20)
+    completion = f"\\boxed{{12}}\n{check}"
+    assert len(check) > MATH_VERIFY_WINDOW_CHARS
+    assert grade_many([completion, completion, check], ["12", "7", "7"]) == [True, False, True]
+
+
 def test_missing_answer_is_false_and_unparsable_gold_is_none() -> None:
     assert grade("I do not know.", "5") is False
     assert grade(r"\boxed{5}", "") is None
@@ -115,6 +195,30 @@ def test_solutions_against_other_answers_are_rejected() -> None:
     accepted = [(rows[i]["answer"], rows[j]["answer"]) for (i, j), verdict in zip(pairs, verdicts) if verdict]
     assert len(accepted) <= 0.002 * len(pairs), accepted
     assert accepted == []  # measured: every one of the 497 pairs is rejected
+
+
+NOISY_BOX_FORMS = ("{}.", r"\textbf{{{}}}", r"\mathrm{{{}}}\,", r"\textbf{{(E) }}{}", "00{}")
+
+
+def _with_noisy_box(solution: str, form: str) -> str:
+    """The solution with its last box's content put in ``form`` (the formatting noise of human-written solutions)."""
+    start = solution.rindex("\\boxed{") + len("\\boxed{")
+    answer = extract_final_answer(solution)
+    assert answer is not None and solution.startswith(answer, start)
+    return solution[:start] + form.format(answer) + solution[start + len(answer) :]
+
+
+@pytest.mark.slow  # about 5 s: 997 math-verify comparisons
+def test_noise_in_the_box_neither_hides_nor_fakes_an_answer() -> None:
+    rows = _read_jsonl(SOLUTIONS)
+    forms = [NOISY_BOX_FORMS[i % len(NOISY_BOX_FORMS)] for i in range(len(rows))]
+    forms = [form if form != "00{}" or row["answer"].isdigit() else "{}." for form, row in zip(forms, rows)]
+    noisy = [_with_noisy_box(row["solution"], form) for row, form in zip(rows, forms)]
+    own = grade_many(noisy, [row["answer"] for row in rows])
+    assert [(row["answer"], form) for row, form, verdict in zip(rows, forms, own) if verdict is not True] == []
+    others = [(i, (i + 1) % len(rows)) for i in range(len(rows)) if i not in EQUAL_NEIGHBOUR_ANSWERS]
+    verdicts = grade_many([noisy[i] for i, _ in others], [rows[j]["answer"] for _, j in others])
+    assert [(forms[i], rows[j]["answer"]) for (i, j), verdict in zip(others, verdicts) if verdict] == []
 
 
 def test_skipped_neighbours_really_are_equal() -> None:

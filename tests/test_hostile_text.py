@@ -38,6 +38,7 @@ HOSTILE = {
     "whitespace after answer phrase": "Answer: " + " " * SIZE + "x",
     "answer phrases": "the answer is " * (SIZE // 14),
     "many short formulas": "$a$ " * (SIZE // 4),
+    "box before unclosed parens": "\\boxed{1}" + "\\(" * (SIZE // 2),  # the box is read ahead of math-verify's window
 }
 
 
@@ -61,6 +62,12 @@ def test_grading_is_bounded_and_total(name: str) -> None:
     assert verdict in (True, False)
     assert rewards in ([0.0, 0.0], [1.0, 1.0])
     assert time.perf_counter() - start < GRADE_BOUND_S + 2 * 3.0  # grade, then two rewards at the default limit
+
+
+def test_a_box_before_a_hostile_tail_is_still_read() -> None:
+    start = time.perf_counter()
+    assert grade(HOSTILE["box before unclosed parens"], "1") is True
+    assert time.perf_counter() - start < GRADE_BOUND_S + 3.0  # at most one comparison at the default limit
 
 
 @pytest.mark.parametrize("name", ["nested parens in a box", "lone surrogates", "nul bytes", "emoji", "right-to-left"])
