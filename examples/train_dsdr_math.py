@@ -1,8 +1,9 @@
 """The paper's DSDR run on DAPO-Math-17k, written against the Python API instead of a YAML recipe.
 
-Real run (8 GPUs, Qwen3-1.7B, 8K responses; see recipes/qwen3-1.7b/dsdr.yaml for the same run as a recipe):
+Real run (8 GPUs, Qwen3-1.7B, 8K responses; the shipped recipe `qwen3-1.7b/dsdr` is the same run as a recipe):
 
-    accelerate launch --config_file recipes/accelerate/zero2.yaml examples/train_dsdr_math.py \\
+    dsdr-trl recipes copy accelerate/zero2 zero2.yaml
+    accelerate launch --config_file zero2.yaml examples/train_dsdr_math.py \\
         --model Qwen/Qwen3-1.7B --max-completion-length 8192 --output-dir runs/qwen3-1.7b-dsdr
 
 Smoke mode (CPU, offline, seconds): `python examples/train_dsdr_math.py --smoke` trains the tiny model of

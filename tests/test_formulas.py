@@ -63,7 +63,10 @@ def test_overlong_formula_is_dropped() -> None:
 @pytest.fixture(scope="module")
 def solutions() -> list[dict]:
     if not SOLUTIONS.exists():
-        pytest.skip(f"shared data not found at {SOLUTIONS} (see shared/data/README.md)")
+        pytest.skip(
+            f"the project's shared data (public MATH500 solutions, not shipped with the package) was not found at "
+            f"{SOLUTIONS}: put a copy of it at ../shared/data beside the repository"
+        )
     return [json.loads(line) for line in SOLUTIONS.read_text().splitlines()]
 
 

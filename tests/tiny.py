@@ -28,7 +28,8 @@ SHARED_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 """The project's shared data (benchmarks, solutions); never copied into the package."""
 requires_shared_benchmarks = pytest.mark.skipif(
     not (SHARED_DATA_DIR / "benchmarks").is_dir(),
-    reason=f"shared benchmark data not found at {SHARED_DATA_DIR / 'benchmarks'}",
+    reason=f"the project's shared benchmark data (public JSONL files, not shipped with the package) was not found at "
+    f"{SHARED_DATA_DIR / 'benchmarks'}: put a copy of it at ../shared/data beside the repository",
 )
 
 PAD_TOKEN = "<|endoftext|>"
