@@ -53,7 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if destination.exists() and not args.force:
         parser.error(f"{destination} exists; pass --force to overwrite it.")
     destination.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
-    print(f"{destination}  (train with: dsdr-trl train --config {destination})")
+    if source.parent.name == "accelerate":  # a launcher configuration, not a training recipe
+        print(f"{destination}  (launch with: accelerate launch --config_file {destination} -m dsdr_trl.scripts.train ...)")
+    else:
+        print(f"{destination}  (train with: dsdr-trl train --config {destination})")
     return 0
 
 
