@@ -54,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{destination} exists; pass --force to overwrite it.")
     destination.write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
     if source.parent.name == "accelerate":  # a launcher configuration, not a training recipe
-        print(f"{destination}  (launch with: accelerate launch --config_file {destination} -m dsdr_trl.scripts.train ...)")
+        launch = f"accelerate launch --config_file {destination} -m dsdr_trl.scripts.train ..."
+        print(f"{destination}  (launch with: {launch})")
     else:
         print(f"{destination}  (train with: dsdr-trl train --config {destination})")
     return 0
