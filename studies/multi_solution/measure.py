@@ -19,7 +19,9 @@ MAX_NEW_TOKENS = 16
 
 
 @torch.no_grad()
-def sample(model, tokenizer, prompts: list[Prompt], n: int, temperature: float, seed: int) -> list[list[str]]:
+def sample(
+    model, tokenizer, prompts: list[Prompt], n: int, temperature: float, seed: int, top_p: float = TOP_P
+) -> list[list[str]]:
     """n completions per prompt (decoded, special tokens removed), reproducible for a seed."""
     texts = [format_prompt(list(p.numbers), p.target) for p in prompts]
     batch = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left")
@@ -32,7 +34,7 @@ def sample(model, tokenizer, prompts: list[Prompt], n: int, temperature: float, 
             attention_mask=batch["attention_mask"].repeat_interleave(n, 0),
             do_sample=True,
             temperature=temperature,
-            top_p=TOP_P,
+            top_p=top_p,
             top_k=0,
             max_new_tokens=MAX_NEW_TOKENS,
             pad_token_id=tokenizer.pad_token_id,

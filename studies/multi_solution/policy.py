@@ -48,14 +48,16 @@ def build_model(tokenizer: PreTrainedTokenizerFast, seed: int, hidden: int = 96,
     return model
 
 
-def warm_start(rows: list[dict], output_dir: Path, seed: int, max_steps: int, learning_rate: float = 3e-3) -> Path:
+def warm_start(
+    rows: list[dict], output_dir: Path, seed: int, max_steps: int, learning_rate: float = 3e-3, batch_size: int = 128
+) -> Path:
     """Supervised warm start from scratch on prompt/completion rows; saves model and tokenizer to output_dir."""
     tokenizer = build_tokenizer()
     model = build_model(tokenizer, seed)
     args = SFTConfig(
         output_dir=str(output_dir / "trainer"),
         max_steps=max_steps,
-        per_device_train_batch_size=128,
+        per_device_train_batch_size=batch_size,
         learning_rate=learning_rate,
         lr_scheduler_type="cosine",
         warmup_steps=max(1, max_steps // 20),

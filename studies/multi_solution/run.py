@@ -72,14 +72,15 @@ MODES = {
 }
 
 
-def load_config(method: str, output_dir: Path, seed: int, max_steps: int, semantic_model: str):
-    """base.yaml + <method>.yaml, parsed into a DSDRConfig like the recipes (configs, not code forks)."""
+def load_config(method: str, output_dir: Path, seed: int, max_steps: int, semantic_model: str, **overrides):
+    """base.yaml + <method>.yaml (+ overrides), parsed into a DSDRConfig like the recipes (configs, not code forks)."""
     from transformers import HfArgumentParser
 
     from dsdr_trl import DSDRConfig
 
     values = yaml.safe_load((CONFIGS / "base.yaml").read_text()) | yaml.safe_load((CONFIGS / f"{method}.yaml").read_text())
     values |= {"output_dir": str(output_dir), "seed": seed, "max_steps": max_steps, "semantic_model": semantic_model}
+    values |= overrides
     (config,) = HfArgumentParser(DSDRConfig).parse_dict(values, allow_extra_keys=False)
     return config
 
@@ -293,25 +294,36 @@ def plot(summary: dict, output_dir: Path) -> list[Path]:
     return paths
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mode", choices=sorted(MODES), default="full")
+def study_arguments(doc: str, modes: dict, results_dir: Path) -> argparse.ArgumentParser:
+    """The command line every study shares: mode, output directory, a subset of methods and seeds, threads."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=sorted(modes), default="full")
     parser.add_argument("--quick", action="store_const", const="quick", dest="mode")
     parser.add_argument("--smoke", action="store_const", const="smoke", dest="mode")
-    parser.add_argument("--output-dir", type=Path, default=None, help="default: studies/multi_solution/results/<mode>")
+    parser.add_argument("--output-dir", type=Path, default=None, help=f"default: {results_dir}/<mode>")
     parser.add_argument("--methods", default=None, help="comma-separated subset of the mode's methods")
     parser.add_argument("--seeds", default=None, help="comma-separated subset of the mode's seeds")
     parser.add_argument("--no-aggregate", action="store_true", help="only run; aggregate in a later call")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    args = parser.parse_args(argv)
-    mode = MODES[args.mode]
+    return parser
+
+
+def study_setup(args: argparse.Namespace, modes: dict, results_dir: Path):
+    """(mode, output directory (created), seeds to run) from parsed study_arguments; sets torch's threads."""
+    mode = modes[args.mode]
     if args.threads:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    output_dir = (args.output_dir or HERE / "results" / args.mode).resolve()
+    output_dir = (args.output_dir or results_dir / args.mode).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
-    methods = args.methods.split(",") if args.methods else list(mode.methods)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(mode.seeds)
+    return mode, output_dir, seeds
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = study_arguments(__doc__, MODES, HERE / "results").parse_args(argv)
+    mode, output_dir, seeds = study_setup(args, MODES, HERE / "results")
+    methods = args.methods.split(",") if args.methods else list(mode.methods)
 
     study = Study(mode, output_dir)
     study.initial()
