@@ -11,7 +11,7 @@ real model outputs and are regression-tested), and its comparison parses LaTeX w
   answer either of them is);
 - otherwise an answer in words or plain text: "The final answer is $10,455$.", "Final Answer: The largest $n$
   is 34.", "the number is 1,000.99€", a completion that is just ``-5`` or ``1,000``; else the last math
-  region, else the last number;
+  region or number, whichever comes last;
 - equal values in different forms: ``10/9`` and ``\\frac{10}{9}``, ``\\frac43`` and ``\\frac{4}{3}``, ``28 percent``,
   ``28 pct`` and ``28\\%``, degrees, units (``\\text{ cm}``), dollars, thousands separators, leading zeros
   (``073``), intervals, tuples, sets and lists (``1, 2`` and ``2, 1``), matrices, expressions by symbolic
