@@ -26,7 +26,10 @@ EQUAL_NEIGHBOUR_ANSWERS = {
 
 def _read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
-        pytest.skip(f"shared data not found at {path} (see shared/data/README.md)")
+        pytest.skip(
+            f"the project's shared data (public benchmark files, not shipped with the package) was not found at "
+            f"{path}: put a copy of it at ../shared/data beside the repository"
+        )
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
