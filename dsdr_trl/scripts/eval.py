@@ -15,19 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..data import BENCHMARKS, DATA_DIR_ENV
+from ..evaluation import DEFAULT_ENCODER, EvaluationProtocol  # the light part of the package: no torch for --help
 
-# The paper's protocol (Sec. 4.1, Table 3), as `dsdr_trl.evaluation.EvaluationProtocol` defaults it; written out
-# here so that `--help` does not import torch (tests/test_cli.py checks that the two agree).
-PAPER_DEFAULTS = {
-    "pass1_temperature": 0.1,
-    "temperature": 0.7,
-    "top_p": 0.9,
-    "avg_k": 16,
-    "num_samples": 64,
-    "max_new_tokens": 4096,
-    "seed": 0,
-}
-DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+PAPER = EvaluationProtocol()  # the paper's protocol (Sec. 4.1, Table 3)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"local data root holding benchmarks/<name>/test.jsonl, searched before the Hub (default: ${DATA_DIR_ENV})",
     )
     option("--system-prompt", default=None, help="system message before each problem (default: none)")
-    option("--seed", type=int, default=PAPER_DEFAULTS["seed"], help="base of every sample's seed")
+    option("--seed", type=int, default=PAPER.seed, help="base of every sample's seed")
     option("--device", default=None, help="default: cuda if available, else cpu")
     option(
         "--backend",
@@ -71,12 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     option("--dtype", default="auto", help='"auto" or a torch dtype name, e.g. bfloat16')
     option("--batch-size", type=int, default=16, help="prompts per transformers generate call")
-    option("--pass1-temperature", type=float, default=PAPER_DEFAULTS["pass1_temperature"], help="for Pass@1")
-    option("--temperature", type=float, default=PAPER_DEFAULTS["temperature"], help="for Avg@k and Pass@k")
-    option("--top-p", type=float, default=PAPER_DEFAULTS["top_p"], help="nucleus sampling, both regimes")
-    option("--max-new-tokens", type=int, default=PAPER_DEFAULTS["max_new_tokens"], help="response length limit")
-    option("--num-samples", type=int, default=PAPER_DEFAULTS["num_samples"], help="samples per problem for Pass@k")
-    option("--avg-k", type=int, default=PAPER_DEFAULTS["avg_k"], help="k of Avg@k and diversity@k")
+    option("--pass1-temperature", type=float, default=PAPER.pass1_temperature, help="for Pass@1")
+    option("--temperature", type=float, default=PAPER.temperature, help="for Avg@k and Pass@k")
+    option("--top-p", type=float, default=PAPER.top_p, help="nucleus sampling, both regimes")
+    option("--max-new-tokens", type=int, default=PAPER.max_new_tokens, help="response length limit")
+    option("--num-samples", type=int, default=PAPER.num_samples, help="samples per problem for Pass@k")
+    option("--avg-k", type=int, default=PAPER.avg_k, help="k of Avg@k and diversity@k")
     option(
         "--ks",
         type=int,
@@ -94,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from ..data import DataUnavailableError
-    from ..evaluation import TABLE_FILE, EvaluationProtocol, default_ks, run_evaluation
+    from ..evaluation import TABLE_FILE, default_ks, run_evaluation
 
     try:
         protocol = EvaluationProtocol(
