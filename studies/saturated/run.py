@@ -70,7 +70,7 @@ class Mode:
 MODES = {
     "full": Mode(seeds=(0, 1, 2, 3, 4), methods=METHODS + SWEEP,
                  mechanism_methods=("grpo", "dapo", "dsdr", "dsdr_wo_gd", "dsdr_wo_gc_no_local"), sft_steps=500,
-                 rl_steps=40, eval_every=20, num_train=320, num_eval=200, num_samples=64, mechanism_steps=30,
+                 rl_steps=60, eval_every=20, num_train=320, num_eval=200, num_samples=64, mechanism_steps=40,
                  mechanism_every=10, mechanism_prompts=32),
     "quick": Mode(seeds=(0, 1, 2), methods=("grpo", "dapo", "dsdr"), mechanism_methods=("grpo", "dsdr"), sft_steps=500,
                   rl_steps=20, eval_every=20, num_train=320, num_eval=200, num_samples=64, mechanism_steps=20,
@@ -393,6 +393,19 @@ def aggregate(study: Study, comparison: dict[str, list[dict]], mechanism: dict[s
             **{key: _curve(runs, key) for key in ("distinct", "entropy", "correct")},
             "frac_all_correct_groups": _log_series(runs, "dsdr/frac_all_correct_groups"),
         }
+        if method != "grpo" and "grpo" in mechanism:
+            grpo = {r["seed"]: r for r in mechanism["grpo"]}
+            mine = [r for r in runs if r["seed"] in grpo]
+            paired = [grpo[r["seed"]] for r in mine]
+            results["mechanism"][method]["minus_grpo_at_end"] = {
+                key: paired_difference(_matrix(mine, key), _matrix(paired, key)) for key in ("distinct", "entropy")}
+    summary["mechanism"] = {method: {"distinct_correct_at_end": {"mean": entry["distinct"]["mean"][-1],
+                                                                 "ci95": entry["distinct"]["ci95"][-1]},
+                                     "solution_entropy_at_end": {"mean": entry["entropy"]["mean"][-1],
+                                                                 "ci95": entry["entropy"]["ci95"][-1]},
+                                     **({"minus_grpo_at_end": entry["minus_grpo_at_end"]}
+                                        if "minus_grpo_at_end" in entry else {})}
+                            for method, entry in results["mechanism"].items()}
     return results, summary
 
 
@@ -431,15 +444,19 @@ def markdown_tables(results: dict) -> str:
         lines += ["", "Mechanism (RL on prompts whose warm-start group was all correct; 64 samples per prompt at "
                   "temperature 1.0; 95 % intervals over prompts and seeds):", "",
                   "| Method | distinct correct, start | distinct correct, end | entropy over solutions (nats), start | "
-                  "entropy, end | success, end |", "|---|---|---|---|---|---|"]
+                  "entropy, end | success, end | Δ distinct vs GRPO, end | Δ entropy vs GRPO, end |",
+                  "|" + "---|" * 8]
         for method, entry in results["mechanism"].items():
             first, last = 0, -1
             cell = lambda key, i, digits=2: _cell({"mean": entry[key]["mean"][i], "ci95": entry[key]["ci95"][i]},
                                                   digits=digits)
             success = {"mean": entry["correct"]["mean"][last] / results["settings"]["num_samples"],
                        "ci95": [v / results["settings"]["num_samples"] for v in entry["correct"]["ci95"][last]]}
+            diff = entry.get("minus_grpo_at_end")
             lines.append(f"| {LABELS.get(method, method)} | {cell('distinct', first)} | {cell('distinct', last)} | "
-                         f"{cell('entropy', first, 3)} | {cell('entropy', last, 3)} | {_cell(success, 100)} % |")
+                         f"{cell('entropy', first, 3)} | {cell('entropy', last, 3)} | {_cell(success, 100)} % | "
+                         + (f"{_cell(diff['distinct'], digits=2)} | {_cell(diff['entropy'], digits=3)} |" if diff
+                            else "– | – |"))
     return "\n".join(lines) + "\n"
 
 
@@ -503,7 +520,8 @@ def plot(results: dict, output_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = study_arguments(__doc__, MODES, HERE / "results")
-    parser.add_argument("--part", choices=("all", "comparison", "mechanism"), default="all")
+    parser.add_argument("--part", choices=("all", "comparison", "mechanism", "aggregate"), default="all",
+                        help="what to run; 'aggregate' only aggregates the runs finished so far")
     args = parser.parse_args(argv)
     mode, output_dir, seeds = study_setup(args, MODES, HERE / "results")
 
