@@ -116,6 +116,7 @@ def non_default_dsdr_settings() -> dict:
         correctness_reward="accuracy",
         correctness_threshold=0.5,
         advantage_epsilon=1e-4,
+        log_diversity=True,
     )
 
 
