@@ -108,7 +108,7 @@ def test_bootstrap_interval_carries_seed_and_prompt_noise():
     # would give 0.049, seeds alone 0.098.
     a = np.array([-1.0, 1.0] * 200)[:, None]
     b = np.array([-0.5, 0.5] * 200)[None, :]
-    mean, (low, high) = bootstrap_mean(a + b, num_resamples=20000)
+    mean, (low, high) = bootstrap_mean(a + b, num_resamples=8000)
     assert mean == pytest.approx(0.0, abs=1e-12)
     assert (high - low) / 2 == pytest.approx(0.1096, rel=0.05)
 

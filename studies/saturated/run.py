@@ -377,14 +377,18 @@ def aggregate(study: Study, comparison: dict[str, list[dict]], mechanism: dict[s
             grpo = {r["seed"]: r for r in comparison["grpo"]}
             paired = [grpo[r["seed"]] for r in runs if r["seed"] in grpo]
             mine = [r for r in runs if r["seed"] in grpo]
-            entry["minus_grpo"] = {"pass_at_k_auc": paired_difference(auc_matrix(mine), auc_matrix(paired)),
-                                   "distinct_correct": paired_difference(_matrix(mine, "distinct"),
-                                                                         _matrix(paired, "distinct"))}
+            entry["minus_grpo"] = {
+                "pass_at_k_auc": paired_difference(auc_matrix(mine), auc_matrix(paired)),
+                "distinct_correct": paired_difference(_matrix(mine, "distinct"), _matrix(paired, "distinct")),
+                "pass@k": {k: paired_difference(pass_at_k_matrix(mine, k), pass_at_k_matrix(paired, k))
+                           for k in entry["pass@k"]},
+            }
         results["methods"][method] = entry
         summary[method] = {key: entry[key] for key in ("train_success_at_start", "frac_all_correct_groups_at_start",
                                                        "pass_at_k_auc", "distinct_correct")}
     if "minus_grpo" in results["methods"].get("dsdr", {}):
-        summary["dsdr_minus_grpo"] = results["methods"]["dsdr"]["minus_grpo"]
+        summary["dsdr_minus_grpo"] = {key: results["methods"]["dsdr"]["minus_grpo"][key]
+                                      for key in ("pass_at_k_auc", "distinct_correct")}
     for method, runs in mechanism.items():
         results["mechanism"][method] = {
             "seeds": [run["seed"] for run in runs],
@@ -424,22 +428,28 @@ def markdown_tables(results: dict) -> str:
              f"{100 * regime['frac_unsolved_groups']:.1f} % | {regime['distinct_correct_per_group']:.2f} | "
              f"{100 * regime['top_solution_share']:.1f} % |", ""]
     initial = results["initial"]
-    lines += ["Held-out prompts after RL (95 % bootstrap intervals over prompts and seeds; AUC and Pass in %; the "
-              "differences are paired by seed and prompt):", "",
-              "| Method | train success at start | all-correct groups at start | Pass@k AUC | distinct correct (of 64) "
-              "| Pass@1 | Pass@64 | Δ AUC vs GRPO | Δ distinct vs GRPO |", "|" + "---|" * 9,
+    top_k = max(initial["pass@k"], key=int)
+    lines += ["Held-out prompts after RL (95 % bootstrap intervals over prompts and seeds; AUC and Pass in %):", "",
+              "| Method | train success at start | all-correct groups at start | Pass@k AUC | distinct correct "
+              f"(of {top_k}) | Pass@1 | Pass@{top_k} |", "|" + "---|" * 7,
               f"| Warm start | | | {100 * initial['pass_at_k_auc']:.1f} | {initial['distinct_correct']:.2f} | "
-              f"{100 * initial['pass@k'][1]:.1f} | {100 * initial['pass@k'][max(initial['pass@k'])]:.1f} | | |"]
+              f"{100 * initial['pass@k'][1]:.1f} | {100 * initial['pass@k'][top_k]:.1f} |"]
     for method, entry in results["methods"].items():
-        top_k = max(entry["pass@k"], key=int)
-        diff = entry.get("minus_grpo")
         lines.append(
             f"| {LABELS.get(method, method)} | {100 * entry['train_success_at_start']:.1f} % | "
             f"{100 * entry['frac_all_correct_groups_at_start']:.1f} % | {_cell(entry['pass_at_k_auc'], 100)} | "
             f"{_cell(entry['distinct_correct'], digits=2)} | {_cell(entry['pass@k'][1], 100)} | "
-            f"{_cell(entry['pass@k'][top_k], 100)} | "
-            + (f"{_cell(diff['pass_at_k_auc'], 100)} | {_cell(diff['distinct_correct'], digits=2)} |" if diff
-               else "– | – |"))
+            f"{_cell(entry['pass@k'][top_k], 100)} |")
+    diff_ks = [k for k in (1, 8, 64) if k <= top_k]
+    lines += ["", "Paired differences, method − GRPO (same seed, same prompt; 95 % bootstrap intervals; points of % for "
+              "AUC and Pass@k):", "", "| Method | Δ Pass@k AUC | Δ distinct correct | "
+              + " | ".join(f"Δ Pass@{k}" for k in diff_ks) + " |", "|" + "---|" * (3 + len(diff_ks))]
+    for method, entry in results["methods"].items():
+        if "minus_grpo" in entry:
+            diff = entry["minus_grpo"]
+            lines.append(f"| {LABELS.get(method, method)} | {_cell(diff['pass_at_k_auc'], 100)} | "
+                         f"{_cell(diff['distinct_correct'], digits=2)} | "
+                         + " | ".join(_cell(diff["pass@k"][k], 100) for k in diff_ks) + " |")
     if results["mechanism"]:
         lines += ["", "Mechanism (RL on prompts whose warm-start group was all correct; 64 samples per prompt at "
                   "temperature 1.0; 95 % intervals over prompts and seeds):", "",
