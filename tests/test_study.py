@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import warnings
 
 import pytest
 
@@ -157,6 +158,20 @@ def test_solution_entropy():
 
     assert solution_entropy(["a", "a", "b", "b"]) == pytest.approx(math.log(2))
     assert solution_entropy(["a"] * 5) == 0.0 and solution_entropy([]) == 0.0
+
+
+@pytest.mark.parametrize("method", ["grpo", "dapo", "dsdr_wo_gd", "dsdr_d0.001_l0.05"])
+def test_saturated_study_methods_parse_with_monitoring_on(method, tmp_path):
+    from studies.saturated.run import METHODS as SATURATED_METHODS
+    from studies.saturated.run import SWEEP as SATURATED_SWEEP
+
+    assert method in SATURATED_METHODS + SATURATED_SWEEP
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # lambda_l = 0.05 is above the paper's warning, on purpose
+        config = load_config(method, tmp_path, seed=0, max_steps=1, semantic_model="unused", log_diversity=True,
+                             gradient_checkpointing=False)
+    assert config.log_diversity and not config.gradient_checkpointing
+    assert config.local_entropy_coef == {"grpo": 0, "dapo": 0, "dsdr_wo_gd": 0.001, "dsdr_d0.001_l0.05": 0.05}[method]
 
 
 def test_saturated_smoke_run_writes_summary(tmp_path):

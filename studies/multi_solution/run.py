@@ -37,6 +37,7 @@ LABELS = {
     "dsdr_d0.1_l0.001": "DSDR λd=0.1 λl=0.001",
     "dsdr_d0.001_l0.01": "DSDR λd=0.001 λl=0.01",
     "dsdr_d0.1_l0.01": "DSDR λd=0.1 λl=0.01",
+    "dsdr_d0.001_l0.05": "DSDR λd=0.001 λl=0.05",  # used by studies/saturated
 }
 TABLE_KS = (4, 8, 16, 32)  # Pass@1 has its own column (one sample at temperature 0.1)
 AVG_K = 16

@@ -1,15 +1,16 @@
 """The saturated-group study: DSDR against GRPO, DAPO and the ablations where most groups are entirely correct.
 
-    python -m studies.saturated.run             # the reported run (see docs/study.md for its size and wall time)
-    python -m studies.saturated.run --quick     # fewer seeds and methods
-    python -m studies.saturated.run --smoke     # a few steps, for the test (seconds)
+    python -m studies.saturated.run                    # the reported run (docs/study.md: its size and wall time)
+    python -m studies.saturated.run --quick            # fewer seeds, methods and steps
+    python -m studies.saturated.run --smoke            # a few steps, for the test (seconds)
+    python -m studies.saturated.run --part aggregate   # aggregate the runs finished so far
 
 Steps, each cached in the output directory so that a rerun resumes (split runs over processes with --part,
---methods, --seeds and --no-aggregate; a last plain call aggregates):
+--methods, --seeds and --no-aggregate; a last call aggregates):
 
-1. the warm start (`task.knowledge_rows`: skewed correct solutions of a fraction of the prompts, plus random valid
-   expressions) and the regime check: G = 8 samples at temperature 1.0 on every training prompt, the success rate,
-   the fraction of all-correct groups and the skew of the correct solutions;
+1. the warm start (`task.prior_rows`: correct solutions of every prompt but the held-out ones, drawn from a
+   simplicity prior) and the regime check: G = 8 samples at temperature 1.0 on every training prompt, the success
+   rate, the fraction of all-correct groups and the skew of the correct solutions;
 2. the held-out measurement of the warm start: n samples per prompt at temperature 0.7, top-p 0.9 (Sec. 4.1);
 3. the comparison: every method x seed, RL from the warm start, held-out per-prompt outcomes at the end;
 4. the mechanism experiment (Prop. C.4 in isolation): RL on the prompts whose warm-start group was all correct,
@@ -39,7 +40,6 @@ from .stats import AUC_KS, paired_difference, pass_at_k_auc, summarize
 HERE = Path(__file__).resolve().parent
 METHODS = ("grpo", "dapo", "dsdr", "dsdr_wo_gd", "dsdr_wo_gc_uniform", "dsdr_wo_gc_no_local")
 SWEEP = ("dsdr_d0.1_l0.001", "dsdr_d0.001_l0.01", "dsdr_d0.001_l0.05")
-LABELS = LABELS | {"dsdr_d0.001_l0.05": "DSDR λd=0.001 λl=0.05"}
 LOGGED = ("entropy", "reward", "dsdr/frac_correct", "dsdr/frac_all_correct_groups", "dsdr/within_group_cosine",
           "dsdr/semantic/mean", "dsdr/coupling_entropy")
 GROUP_SIZE = 8
