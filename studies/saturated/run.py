@@ -352,11 +352,9 @@ def aggregate(study: Study, comparison: dict[str, list[dict]], mechanism: dict[s
         "methods": {},
         "mechanism": {},
     }
+    # summary.json: the keys, plus the environment every results file records (the rest is in results.json)
     summary = {"seeds": len(study.mode.seeds), "heldout_prompts": len(study.eval_prompts),
-               "samples_per_prompt": study.mode.num_samples, "environment": results["environment"],
-               "primary_outcomes": "pass_at_k_auc: mean of held-out Pass@k over k = 1, 2, 4, ..., 64; "
-               "distinct_correct: distinct correct solutions among the 64 held-out samples per prompt",
-               "regime_at_start": results["regime"]}
+               "samples_per_prompt": study.mode.num_samples, "environment": results["environment"]}
     for method, runs in comparison.items():
         auc, distinct = auc_matrix(runs), _matrix(runs, "distinct")
         entry = {
@@ -403,13 +401,6 @@ def aggregate(study: Study, comparison: dict[str, list[dict]], mechanism: dict[s
             paired = [grpo[r["seed"]] for r in mine]
             results["mechanism"][method]["minus_grpo_at_end"] = {
                 key: paired_difference(_matrix(mine, key), _matrix(paired, key)) for key in ("distinct", "entropy")}
-    summary["mechanism"] = {method: {"distinct_correct_at_end": {"mean": entry["distinct"]["mean"][-1],
-                                                                 "ci95": entry["distinct"]["ci95"][-1]},
-                                     "solution_entropy_at_end": {"mean": entry["entropy"]["mean"][-1],
-                                                                 "ci95": entry["entropy"]["ci95"][-1]},
-                                     **({"minus_grpo_at_end": entry["minus_grpo_at_end"]}
-                                        if "minus_grpo_at_end" in entry else {})}
-                            for method, entry in results["mechanism"].items()}
     return results, summary
 
 
