@@ -36,6 +36,7 @@ import torch
 from studies.multi_solution.run import LABELS, load_config, semantic_model_path, study_arguments, study_setup
 
 from .stats import AUC_KS, paired_difference, pass_at_k_auc, summarize
+from .task import is_easy
 
 HERE = Path(__file__).resolve().parent
 METHODS = ("grpo", "dapo", "dsdr", "dsdr_wo_gd", "dsdr_wo_gc_uniform", "dsdr_wo_gc_no_local")
@@ -355,6 +356,7 @@ def aggregate(study: Study, comparison: dict[str, list[dict]], mechanism: dict[s
     # summary.json: the keys, plus the environment every results file records (the rest is in results.json)
     summary = {"seeds": len(study.mode.seeds), "heldout_prompts": len(study.eval_prompts),
                "samples_per_prompt": study.mode.num_samples, "environment": results["environment"]}
+    easy = np.array([is_easy(p) for p in study.eval_prompts])
     for method, runs in comparison.items():
         auc, distinct = auc_matrix(runs), _matrix(runs, "distinct")
         entry = {
@@ -381,6 +383,17 @@ def aggregate(study: Study, comparison: dict[str, list[dict]], mechanism: dict[s
                 "pass@k": {k: paired_difference(pass_at_k_matrix(mine, k), pass_at_k_matrix(paired, k))
                            for k in entry["pass@k"]},
             }
+        # Exploratory, chosen after the run: the same outcomes on the easy and the other held-out prompts apart.
+        entry["by_prompt_kind"] = {}
+        for kind, columns in (("easy", easy), ("other", ~easy)):
+            part = {"pass_at_k_auc": summarize(auc[:, columns]), "distinct_correct": summarize(distinct[:, columns])}
+            if "minus_grpo" in entry:
+                part["minus_grpo"] = {
+                    "pass_at_k_auc": paired_difference(auc_matrix(mine)[:, columns], auc_matrix(paired)[:, columns]),
+                    "distinct_correct": paired_difference(_matrix(mine, "distinct")[:, columns],
+                                                          _matrix(paired, "distinct")[:, columns]),
+                }
+            entry["by_prompt_kind"][kind] = part
         results["methods"][method] = entry
         summary[method] = {key: entry[key] for key in ("train_success_at_start", "frac_all_correct_groups_at_start",
                                                        "pass_at_k_auc", "distinct_correct")}
@@ -432,8 +445,8 @@ def markdown_tables(results: dict) -> str:
             f"{_cell(entry['distinct_correct'], digits=2)} | {_cell(entry['pass@k'][1], 100)} | "
             f"{_cell(entry['pass@k'][top_k], 100)} |")
     diff_ks = [k for k in (1, 8, 64) if k <= top_k]
-    lines += ["", "Paired differences, method − GRPO (same seed, same prompt; 95 % bootstrap intervals; points of % for "
-              "AUC and Pass@k):", "", "| Method | Δ Pass@k AUC | Δ distinct correct | "
+    lines += ["", "Paired differences, method − GRPO (same seed, same prompt; 95 % bootstrap intervals; points of % "
+              "for AUC and Pass@k):", "", "| Method | Δ Pass@k AUC | Δ distinct correct | "
               + " | ".join(f"Δ Pass@{k}" for k in diff_ks) + " |", "|" + "---|" * (3 + len(diff_ks))]
     for method, entry in results["methods"].items():
         if "minus_grpo" in entry:
@@ -441,6 +454,19 @@ def markdown_tables(results: dict) -> str:
             lines.append(f"| {LABELS.get(method, method)} | {_cell(diff['pass_at_k_auc'], 100)} | "
                          f"{_cell(diff['distinct_correct'], digits=2)} | "
                          + " | ".join(_cell(diff["pass@k"][k], 100) for k in diff_ks) + " |")
+    lines += ["", "Exploratory, chosen after the run: the easy held-out prompts (target among the digits) and the "
+              "other ones apart (95 % bootstrap intervals; Δ = paired difference with GRPO):", "",
+              "| Method | AUC, easy | Δ AUC, easy | distinct, easy | Δ distinct, easy | AUC, other | Δ AUC, other "
+              "| distinct, other | Δ distinct, other |", "|" + "---|" * 9]
+    for method, entry in results["methods"].items():
+        cells = []
+        for kind in ("easy", "other"):
+            part = entry["by_prompt_kind"][kind]
+            diff = part.get("minus_grpo")
+            cells += [_cell(part["pass_at_k_auc"], 100), _cell(diff["pass_at_k_auc"], 100) if diff else "–",
+                      _cell(part["distinct_correct"], digits=2),
+                      _cell(diff["distinct_correct"], digits=2) if diff else "–"]
+        lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
     if results["mechanism"]:
         lines += ["", "Mechanism (RL on prompts whose warm-start group was all correct; 64 samples per prompt at "
                   "temperature 1.0; 95 % intervals over prompts and seeds):", "",
