@@ -97,7 +97,10 @@ def test_sample_store_skips_a_line_cut_short_and_appends_on_a_new_line(tmp_path)
     store = SampleStore(path)
     assert len(store.records) == 1
     store.append([{**record, "sample_index": 1}])
-    assert len(SampleStore(path).records) == 2
+    store.append([{**record, "sample_index": 2}])
+    assert len(SampleStore(path).records) == 3
+    appended = [json.dumps({**record, "sample_index": i}) for i in (1, 2)]
+    assert path.read_text().split("\n")[1:] == ['{"model": "m", "bench', *appended, ""]  # each on its own line
 
 
 def test_diversity_of_correct_with_dsdrs_scorer_separates_copies_from_distinct_derivations(minilm_path):

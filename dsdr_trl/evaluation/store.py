@@ -122,9 +122,12 @@ class SampleStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.records: dict[tuple[Any, ...], dict[str, Any]] = {}
+        # Whether the file ends mid-line (a previous run was killed while writing); every append ends its lines.
+        self._ends_mid_line = False
         if self.path.exists():
             with open(self.path, encoding="utf-8") as handle:
                 for line in handle:
+                    self._ends_mid_line = not line.endswith("\n")
                     try:
                         record = json.loads(line)
                     except json.JSONDecodeError:
@@ -141,9 +144,9 @@ class SampleStore:
         """Write records now (flushed), so they survive an interruption."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as handle:
-            # Start on a fresh line even if the previous run died mid-line.
-            if handle.tell() > 0 and not self.path.read_bytes().endswith(b"\n"):
+            if self._ends_mid_line:
                 handle.write("\n")
+                self._ends_mid_line = False
             for record in records:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
                 self.records[sample_key(record)] = record
