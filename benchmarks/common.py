@@ -4,7 +4,7 @@ Nothing here reaches the Hugging Face Hub: the real all-MiniLM-L6-v2 comes from 
 (hash-checked), and the random-weight encoders are built from a config in code.
 
 Two environment variables point at copies carried to a machine that has neither the shared data nor that package
-(benchmarks/prepare_device_check.sh makes them, benchmarks/device_check.sh sets the variables):
+(benchmarks/prepare_device_check.py makes them, benchmarks/device_check.py sets the variables):
 DSDR_BENCH_DATA, the MATH500 solutions file, and DSDR_BENCH_ENCODER_TOKENIZER, a folder with all-MiniLM-L6-v2's
 tokenizer files.
 """
@@ -34,6 +34,19 @@ DATA = Path(
 GROUP_SIZE = 8
 MINILM_SHAPE = {"num_hidden_layers": 6, "hidden_size": 384, "num_attention_heads": 12, "intermediate_size": 1536}
 TINY_ENCODER_SHAPE = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 1, "intermediate_size": 64}
+
+
+def small_policy(hidden: int, layers: int, vocab: int) -> dict:
+    """Qwen2Config fields of a small policy for the local term: 4 query and 2 key-value heads, MLP 4 x hidden."""
+    return dict(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=4 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+    )
 
 
 def load_rows(path: Path = DATA) -> list[dict]:

@@ -86,9 +86,7 @@ SIZES = {
     "smoke": dict(
         gpu_step_args=["--device", "cpu", "--tiny"],
         local=dict(
-            policy=dict(vocab_size=1024, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048),
-            rows=4, prompt=16, completion=64, bf16=True,
+            policy=common.small_policy(hidden=32, layers=1, vocab=1024), rows=4, prompt=16, completion=64, bf16=True
         ),
         local_repeats=2,
         memory_repeats=1,

@@ -46,19 +46,6 @@ TARGETS = {
 }
 
 
-def small_policy(hidden: int, layers: int, vocab: int) -> dict:
-    """Qwen2Config fields of a small policy for the local term: 4 query and 2 key-value heads, MLP 4 x hidden."""
-    return dict(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        intermediate_size=4 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-    )
-
-
 # Sizes per mode. scorer_sets: (label, number of completions, tokens per completion or None for a plain solution).
 MODES = {
     "smoke": dict(
@@ -67,7 +54,7 @@ MODES = {
         scorer_repeats=1,
         formula_completions=256,
         formula_repeats=1,
-        local=dict(policy=small_policy(hidden=32, layers=1, vocab=1024), rows=8, prompt=16, completion=32),
+        local=dict(policy=common.small_policy(hidden=32, layers=1, vocab=1024), rows=8, prompt=16, completion=32),
         local_repeats=2,
         memory_repeats=1,
         scaling=(16, 64),
@@ -80,7 +67,7 @@ MODES = {
         scorer_repeats=3,
         formula_completions=4096,
         formula_repeats=5,
-        local=dict(policy=small_policy(hidden=256, layers=4, vocab=8192), rows=4, prompt=64, completion=256),
+        local=dict(policy=common.small_policy(hidden=256, layers=4, vocab=8192), rows=4, prompt=64, completion=256),
         local_repeats=8,
         memory_repeats=2,
         scaling=(256, 4096),
@@ -93,7 +80,7 @@ MODES = {
         scorer_repeats=3,
         formula_completions=16384,
         formula_repeats=7,
-        local=dict(policy=small_policy(hidden=256, layers=4, vocab=8192), rows=8, prompt=64, completion=512),
+        local=dict(policy=common.small_policy(hidden=256, layers=4, vocab=8192), rows=8, prompt=64, completion=512),
         local_repeats=30,
         memory_repeats=5,
         scaling=(256, 4096),
