@@ -113,11 +113,14 @@ def extract_final_answer(text: str) -> str | None:
     An empty answer, or one longer than ``MAX_ANSWER_CHARS``, counts as none (the next place is tried).
     Linear in ``len(text)``.
     """
-    for find in (extract_boxed_answer, _after_answer_phrase, _last_math_of_final_paragraph):
-        answer = find(text)
-        if answer is not None:
-            return answer
-    return None
+    boxed = extract_boxed_answer(text)
+    return boxed if boxed is not None else _unboxed_answer(text)
+
+
+def _unboxed_answer(text: str) -> str | None:
+    """Steps 2 and 3 of ``extract_final_answer``: the answer of a completion that has no box."""
+    answer = _after_answer_phrase(text)
+    return answer if answer is not None else _last_math_of_final_paragraph(text)
 
 
 def _bounded(answer: str | None) -> str | None:
@@ -278,7 +281,8 @@ def _read(completion: str) -> _Reading:
     else:  # a box before the window still wins over what follows it, as it would in math-verify's reading
         after = completion[max(box.end, window_start) :]
         texts = tuple(f"\\boxed{{{variant}}}\n{after}" for variant in variants)
-    answer = extract_final_answer(completion)
+    # extract_final_answer's reading, with the box already found above (one pass over the text, not two).
+    answer = boxed if boxed is not None else _unboxed_answer(completion)
     return _Reading(texts, () if answer is None else answer_variants(answer))
 
 
