@@ -180,20 +180,23 @@ def dsdr_settings(method: str) -> list[tuple[str, object, str]]:
     baseline = (
         "baseline: the same trainer with the term off, so that only the method differs (configs, not code forks)"
     )
+    baseline_overrides = {
+        "diversity_coef": (0.0, baseline),
+        "local_entropy_coef": (0.0, baseline),
+        "advantage_epsilon": (
+            1.0e-6,
+            "Eq. 2: eps = 1e-6 for the baselines too: the paper ran every method in verl (eps 1e-6), so the "
+            "baseline differs from DSDR only in the DSDR terms (1e-4 would reproduce TRL's GRPOTrainer instead)",
+        ),
+    }
     overrides = {
-        "grpo": {"diversity_coef": (0.0, baseline), "local_entropy_coef": (0.0, baseline)},
-        "dapo": {"diversity_coef": (0.0, baseline), "local_entropy_coef": (0.0, baseline)},
+        "grpo": baseline_overrides,
+        "dapo": baseline_overrides,
         "dsdr_wo_gd": {"diversity_coef": (0.0, "Table 1 'w/o GD': lambda_d = 0 (coupling falls back to uniform)")},
         "dsdr_wo_gc_uniform": {"coupling": ("uniform", "Table 1 'w/o GC': uniform weights 1/|P| instead of Eq. 11")},
         "dsdr_wo_gc_no_local": {"local_entropy_coef": (0.0, "Table 1 'w/o GC': the local term removed")},
     }
     settings = {**paper, **overrides.get(method, {})}
-    if method in ("grpo", "dapo"):
-        settings["advantage_epsilon"] = (
-            1.0e-6,
-            "Eq. 2: eps = 1e-6 for the baselines too: the paper ran every method in verl (eps 1e-6), so the "
-            "baseline differs from DSDR only in the DSDR terms (1e-4 would reproduce TRL's GRPOTrainer instead)",
-        )
     return [(key, value, comment) for key, (value, comment) in settings.items()]
 
 
