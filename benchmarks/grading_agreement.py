@@ -1,0 +1,63 @@
+"""Grading agreement: the grader against Math-Verify alone, on the cases and checks the grading tests pin.
+
+- Math-Verify's regression cases (``../shared/data/peers/math_verify_cases.jsonl``): agreement with the expected
+  verdict, gold stripped of its math delimiters as the benchmark loaders give it;
+- MATH500 reference solutions against their own answer (all should be accepted) and against the next problem's
+  different answer (all should be rejected; neighbours with equal answers are left out, as in tests/test_grading.py).
+
+Math-Verify alone is called with one reading for every case, as a reward function would call it:
+``verify(parse("\\boxed{gold}"), parse(completion))`` with LaTeX and expression extraction. (Its own tests choose
+extractors per case, and with those choices it agrees with all 233 cases.)
+
+    python benchmarks/grading_agreement.py
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from common import DATA, REPO, load_rows
+
+from dsdr_trl.grading import grade_many
+from tests.test_grading import EQUAL_NEIGHBOUR_ANSWERS
+from tests.test_math_verify_cases import _strip_math_delimiters
+
+CASES = REPO.parent / "shared" / "data" / "peers" / "math_verify_cases.jsonl"
+
+
+def math_verify_alone(completions: list[str], golds: list[str]) -> list[bool]:
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    config = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
+    return [bool(verify(parse(f"\\boxed{{{g}}}", config), parse(c, config))) for c, g in zip(completions, golds)]
+
+
+def main() -> None:
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    graders = {
+        "dsdr_trl.grading": lambda c, g: [verdict is True for verdict in grade_many(c, g)],
+        "math-verify alone": math_verify_alone,
+    }
+
+    cases = load_rows(CASES)
+    completions, golds = [row["pred"] for row in cases], [_strip_math_delimiters(row["gold"]) for row in cases]
+    rows = load_rows(DATA)
+    solutions, answers = [row["solution"] for row in rows], [row["answer"] for row in rows]
+    pairs = [(i, (i + 1) % len(rows)) for i in range(len(rows)) if i not in EQUAL_NEIGHBOUR_ANSWERS]
+
+    figures = {}
+    for name, grade in graders.items():
+        agree = sum(v == row["expected"] for v, row in zip(grade(completions, golds), cases))
+        accepted = sum(grade(solutions, answers))
+        rejected = sum(not v for v in grade([solutions[i] for i, _ in pairs], [answers[j] for _, j in pairs]))
+        figures[name] = {"cases_agree": agree, "math500_accepted": accepted, "math500_wrong_rejected": rejected}
+        print(
+            f"{name:18s} Math-Verify cases {agree}/{len(cases)}, MATH500 own answer accepted {accepted}/{len(rows)}, "
+            f"next problem's answer rejected {rejected}/{len(pairs)}"
+        )
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
