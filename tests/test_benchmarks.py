@@ -17,9 +17,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.tiny import SHARED_DATA_DIR
+
 REPO = Path(__file__).resolve().parent.parent
-DATA = REPO.parent / "shared" / "data" / "solutions" / "math500_solutions.jsonl"
-NO_DATA = "benchmark data not found at <repo>/../shared/data/solutions/"
+DATA = SHARED_DATA_DIR / "solutions" / "math500_solutions.jsonl"
+NO_DATA = (
+    f"the benchmarks' text, MATH500's solutions, was not found at {DATA}: put a copy of the project's shared data at "
+    "../shared/data beside the repository"
+)
 HEADLINE_KEYS = {
     "scorer_vs_encode_ratio",
     "formula_completions_per_s",
