@@ -192,6 +192,8 @@ def normalized_sum_advantages(
         (N,) advantages, finite.
     """
     num_groups = _num_groups(rewards_per_func.size(0), group_size, minimum=1)
+    # Not group_advantages column by column: reducing over the (M, G, K) layout, as TRL does, keeps eps=1e-4
+    # bit-identical to GRPOTrainer (a per-column reduction rounds differently).
     grouped = rewards_per_func.view(num_groups, group_size, -1)
     spread = _nanstd(grouped, dim=1).unsqueeze(1) if group_size > 1 else torch.zeros_like(grouped[:, :1])
     normalised = ((grouped - torch.nanmean(grouped, dim=1, keepdim=True)) / (spread + eps)).view_as(rewards_per_func)
