@@ -17,20 +17,12 @@ from __future__ import annotations
 import json
 import logging
 
-from common import DATA, REPO, load_rows
+from common import DATA, load_rows
+from grading_speed import math_verify_alone
 
 from dsdr_trl.grading import grade_many
 from tests.test_grading import EQUAL_NEIGHBOUR_ANSWERS
-from tests.test_math_verify_cases import _strip_math_delimiters
-
-CASES = REPO.parent / "shared" / "data" / "peers" / "math_verify_cases.jsonl"
-
-
-def math_verify_alone(completions: list[str], golds: list[str]) -> list[bool]:
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
-
-    config = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
-    return [bool(verify(parse(f"\\boxed{{{g}}}", config), parse(c, config))) for c, g in zip(completions, golds)]
+from tests.test_math_verify_cases import CASES, _strip_math_delimiters
 
 
 def main() -> None:
