@@ -35,7 +35,6 @@ import importlib.util
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from pathlib import Path
 
 import common  # noqa: I001  (first: puts the repo on sys.path, sets HF_HUB_OFFLINE)
 import torch
+from packaging.utils import canonicalize_name
 
 from tests.processes import run_process_group
 
@@ -187,17 +187,15 @@ def install_carried_wheels(output_dir: Path) -> dict:
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SITE), os.environ.get("PYTHONPATH")]))  # children
     sys.path.insert(0, str(SITE))  # this process: machine() reads the carried distributions' versions
     check = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
-    carried = {_normalised(wheel.name.split("-")[0]) for wheel in wheels}  # name-version-tags.whl
+    carried = {canonicalize_name(wheel.name.split("-")[0]) for wheel in wheels}  # name-version-tags.whl
     return {
         "wheels": [wheel.name for wheel in wheels],
         "install_s": round(time.perf_counter() - started, 1),
         # pip check's lines read "name version has requirement ..." / "name version requires ..."
-        "pip_check": [line for line in check.stdout.splitlines() if line and _normalised(line.split()[0]) in carried],
+        "pip_check": [
+            line for line in check.stdout.splitlines() if line and canonicalize_name(line.split()[0]) in carried
+        ],
     }
-
-
-def _normalised(distribution: str) -> str:
-    return re.sub(r"[-_.]+", "-", distribution).lower()
 
 
 def carried_files_environment() -> dict:
