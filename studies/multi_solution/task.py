@@ -173,14 +173,21 @@ def all_trees(numbers: tuple[int, ...]) -> list[Tree]:
     return trees
 
 
-def solutions(numbers: list[int]) -> dict[int, set[str]]:
-    """target -> canonical solutions, over every non-empty subset of the numbers (each used at most once)."""
-    found: dict[int, set[str]] = {}
+@functools.lru_cache(maxsize=256)
+def trees_by_value(numbers: tuple[int, ...]) -> dict[int, dict[str, Tree]]:
+    """target -> canonical solution -> its first expression tree, over every non-empty subset of the numbers (each
+    used at most once). Cached and shared: do not mutate."""
+    found: dict[int, dict[str, Tree]] = {}
     for size in range(1, len(numbers) + 1):
         for subset in itertools.combinations(numbers, size):
             for tree in all_trees(subset):
-                found.setdefault(evaluate(tree), set()).add(canonical(tree))
+                found.setdefault(evaluate(tree), {}).setdefault(canonical(tree), tree)
     return found
+
+
+def solutions(numbers: list[int]) -> dict[int, set[str]]:
+    """target -> canonical solutions, over every non-empty subset of the numbers (each used at most once)."""
+    return {target: set(trees) for target, trees in trees_by_value(tuple(numbers)).items()}
 
 
 def random_tree(numbers: list[int], rng: random.Random) -> Tree:

@@ -11,26 +11,9 @@ the held-out prompts still leave room for Pass@k at large k.
 
 from __future__ import annotations
 
-import functools
-import itertools
 import random
 
-from studies.multi_solution.task import Prompt, Tree, all_trees, canonical, evaluate, format_prompt, prompt_pool, render
-
-
-@functools.lru_cache(maxsize=256)
-def _trees_by_value(numbers: tuple[int, ...]) -> dict[int, dict[str, Tree]]:
-    found: dict[int, dict[str, Tree]] = {}
-    for size in range(1, len(numbers) + 1):
-        for subset in itertools.combinations(numbers, size):
-            for tree in all_trees(subset):
-                found.setdefault(evaluate(tree), {}).setdefault(canonical(tree), tree)
-    return found
-
-
-def solution_trees(numbers: tuple[int, ...], target: int) -> dict[str, Tree]:
-    """canonical solution -> one expression tree of it, for every correct answer to (numbers, target)."""
-    return dict(_trees_by_value(tuple(numbers)).get(target, {}))
+from studies.multi_solution.task import Prompt, Tree, format_prompt, prompt_pool, render, trees_by_value
 
 
 def operand_count(tree: Tree) -> int:
@@ -40,7 +23,7 @@ def operand_count(tree: Tree) -> int:
 def simplicity_prior(prompt: Prompt, decay: float) -> list[tuple[str, Tree, float]]:
     """The prompt's distinct solutions with weights proportional to decay^(numbers used - 1), normalised to sum to 1,
     heaviest first (ties in canonical order)."""
-    trees = solution_trees(prompt.numbers, prompt.target)
+    trees = trees_by_value(prompt.numbers).get(prompt.target, {})
     raw = {key: decay ** (operand_count(tree) - 1) for key, tree in trees.items()}
     total = sum(raw.values())
     return sorted(((key, trees[key], raw[key] / total) for key in trees), key=lambda entry: (-entry[2], entry[0]))
