@@ -308,6 +308,13 @@ def pass_at_k_matrix(runs: list[dict], k: int) -> np.ndarray:
                      for run in runs])
 
 
+def _paired_with(runs: list[dict], control: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(runs, control runs) restricted to the seeds both have, in the order of `runs`: row s of each is one seed."""
+    by_seed = {run["seed"]: run for run in control}
+    mine = [run for run in runs if run["seed"] in by_seed]
+    return mine, [by_seed[run["seed"]] for run in mine]
+
+
 def _first_logged(run: dict, key: str) -> float | None:
     return next((log[key] for log in run["logs"] if key in log), None)
 
@@ -374,12 +381,10 @@ def aggregate(study: Study, comparison: dict[str, list[dict]], mechanism: dict[s
             "cpu_seconds_per_run": float(np.mean([r["cpu_seconds"] for r in runs])),
         }
         if method != "grpo" and "grpo" in comparison:
-            grpo = {r["seed"]: r for r in comparison["grpo"]}
-            paired = [grpo[r["seed"]] for r in runs if r["seed"] in grpo]
-            mine = [r for r in runs if r["seed"] in grpo]
-            entry["minus_grpo"] = {
-                "pass_at_k_auc": paired_difference(auc_matrix(mine), auc_matrix(paired)),
-                "distinct_correct": paired_difference(_matrix(mine, "distinct"), _matrix(paired, "distinct")),
+            mine, paired = _paired_with(runs, comparison["grpo"])
+            outcomes = {"pass_at_k_auc": (auc_matrix(mine), auc_matrix(paired)),
+                        "distinct_correct": (_matrix(mine, "distinct"), _matrix(paired, "distinct"))}
+            entry["minus_grpo"] = {key: paired_difference(*pair) for key, pair in outcomes.items()} | {
                 "pass@k": {k: paired_difference(pass_at_k_matrix(mine, k), pass_at_k_matrix(paired, k))
                            for k in entry["pass@k"]},
             }
@@ -388,11 +393,8 @@ def aggregate(study: Study, comparison: dict[str, list[dict]], mechanism: dict[s
         for kind, columns in (("easy", easy), ("other", ~easy)):
             part = {"pass_at_k_auc": summarize(auc[:, columns]), "distinct_correct": summarize(distinct[:, columns])}
             if "minus_grpo" in entry:
-                part["minus_grpo"] = {
-                    "pass_at_k_auc": paired_difference(auc_matrix(mine)[:, columns], auc_matrix(paired)[:, columns]),
-                    "distinct_correct": paired_difference(_matrix(mine, "distinct")[:, columns],
-                                                          _matrix(paired, "distinct")[:, columns]),
-                }
+                part["minus_grpo"] = {key: paired_difference(treatment[:, columns], control[:, columns])
+                                      for key, (treatment, control) in outcomes.items()}
             entry["by_prompt_kind"][kind] = part
         results["methods"][method] = entry
         summary[method] = {key: entry[key] for key in ("train_success_at_start", "frac_all_correct_groups_at_start",
@@ -409,9 +411,7 @@ def aggregate(study: Study, comparison: dict[str, list[dict]], mechanism: dict[s
             "frac_all_correct_groups": _log_series(runs, "dsdr/frac_all_correct_groups"),
         }
         if method != "grpo" and "grpo" in mechanism:
-            grpo = {r["seed"]: r for r in mechanism["grpo"]}
-            mine = [r for r in runs if r["seed"] in grpo]
-            paired = [grpo[r["seed"]] for r in mine]
+            mine, paired = _paired_with(runs, mechanism["grpo"])
             results["mechanism"][method]["minus_grpo_at_end"] = {
                 key: paired_difference(_matrix(mine, key), _matrix(paired, key)) for key in ("distinct", "entropy")}
     return results, summary
