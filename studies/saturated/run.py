@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from studies.multi_solution.run import LABELS, load_config, semantic_model_path, study_arguments, study_setup
+from studies.multi_solution.run import LABELS, load_config, semantic_model_path, study_arguments, study_setup, train
 
 from .stats import AUC_KS, paired_difference, pass_at_k_auc, summarize
 from .task import is_easy
@@ -220,32 +220,11 @@ class Study:
         return [self.train_prompts[i] for i in ranked], sum(correct[i] == GROUP_SIZE for i in ranked)
 
     def _train(self, method: str, seed: int, prompts, steps: int, every: int, measure, tag: str) -> dict:
-        from datasets import Dataset
-        from transformers import TrainerCallback
-
-        from dsdr_trl import DSDRTrainer
-        from studies.multi_solution.policy import build_tokenizer
-        from studies.multi_solution.task import countdown_reward
-
-        measurements = []
-
-        class Measure(TrainerCallback):
-            def on_step_end(self, args, state, control, model=None, **kwargs):
-                if state.global_step % every == 0 or state.global_step == state.max_steps:
-                    measurements.append({"step": state.global_step, **measure(model, state.global_step)})
-
         # log_diversity: every method, GRPO and DAPO included, logs the dsdr/ metrics with its objective unchanged.
         # No gradient checkpointing (GRPOConfig's default): same gradients, and recomputation only costs time here.
         config = load_config(method, self.output_dir / "trainer" / tag / method / str(seed), seed, steps,
                              self.semantic_model, log_diversity=True, gradient_checkpointing=False)
-        trainer = DSDRTrainer(
-            model=self.load_warm_start(), reward_funcs=[countdown_reward], args=config,
-            train_dataset=Dataset.from_list([p.row() for p in prompts]), processing_class=build_tokenizer(),
-            diversity_scorer=self.scorer, callbacks=[Measure()],
-        )
-        trainer.train()
-        logs = [{key: entry[key] for key in ("step", *LOGGED) if key in entry}
-                for entry in trainer.state.log_history if "step" in entry and "entropy" in entry]
+        measurements, logs = train(config, self.load_warm_start(), prompts, self.scorer, every, measure, LOGGED)
         return {"method": method, "seed": seed, "measurements": measurements, "logs": logs}
 
     def run(self, method: str, seed: int) -> dict:
