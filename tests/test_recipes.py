@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from dsdr_trl.recipes import RECIPES_DIR as RECIPES
 from dsdr_trl.recipes import recipe_names, recipe_path
 from dsdr_trl.scripts import cli
 from dsdr_trl.scripts.train import make_parser, resolve_reward_function
+
 PAPER_RECIPES = sorted(RECIPES.glob("qwen*/*.yaml"))
 
 # Appendix A / Table 2 of the paper (arXiv 2602.19895).
@@ -137,3 +139,40 @@ def test_recipes_command_lists_shows_and_copies(tmp_path, capsys):
     assert exit_info.value.code == 2 and "--force" in capsys.readouterr().err
     assert cli.main(["recipes", "copy", "tiny_cpu", str(tmp_path / "zero2.yaml"), "--force"]) == 0
     assert (tmp_path / "zero2.yaml").read_text(encoding="utf-8") == recipe_path("tiny_cpu").read_text()
+
+
+def test_tiny_setup_writes_what_the_tiny_recipe_reads(tmp_path, capsys):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from dsdr_trl.recipes.tiny import PROBLEMS, build_model, build_tokenizer
+
+    recipe = yaml.safe_load(recipe_path("tiny_cpu").read_text(encoding="utf-8"))
+    assert cli.main(["recipes", "tiny-setup", str(tmp_path)]) == 0
+    assert "dsdr-trl train --config tiny_cpu" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (tmp_path / recipe["dataset_name"]).read_text(encoding="utf-8").splitlines()]
+    assert [row["solution"] for row in rows] == [answer for _, answer, _ in PROBLEMS]
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / recipe["model_name_or_path"])
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / recipe["model_name_or_path"])
+    text = rows[0]["prompt"] + " $x^2 = 4$ é"  # any text round-trips through the saved byte-level tokenizer
+    assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
+    assert tokenizer(text)["input_ids"] == build_tokenizer()(text)["input_ids"]
+    # Warmed up: the saved weights are no longer the random ones of the same seed.
+    untrained = build_model(build_tokenizer())
+    assert not torch.equal(model.model.embed_tokens.weight, untrained.model.embed_tokens.weight)
+
+
+def test_tiny_model_weights_depend_only_on_the_seed_and_leave_the_callers_random_state_alone():
+    import torch
+
+    from dsdr_trl.recipes.tiny import build_model, build_tokenizer
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(123)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(123)
+    first = build_model(tokenizer, seed=1)
+    assert torch.equal(torch.rand(3), expected_draw)
+    second, other_seed = build_model(tokenizer, seed=1), build_model(tokenizer, seed=2)
+    assert torch.equal(first.lm_head.weight, second.lm_head.weight)
+    assert not torch.equal(first.lm_head.weight, other_seed.lm_head.weight)

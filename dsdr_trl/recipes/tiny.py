@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ from ..data import BOXED_INSTRUCTION
 
 if TYPE_CHECKING:
     from datasets import Dataset
-    from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM, Qwen2Tokenizer
 
 PROBLEMS: list[tuple[str, str, tuple[str, str]]] = [  # (problem, final answer, two worked solutions)
     ("What is 7 + 5?", "12", ("$7 + 5 = 12$", "$5 + 7 = 12$")),
@@ -34,6 +35,7 @@ PROBLEMS: list[tuple[str, str, tuple[str, str]]] = [  # (problem, final answer, 
     ("What is the remainder when 17 is divided by 5?", "2", ("$17 = 3 \\cdot 5 + 2$", "$17 - 15 = 2$")),
     ("Compute $\\sqrt{81}$.", "9", ("$9^2 = 81$", "$9 \\cdot 9 = 81$")),
 ]  # fmt: skip
+PAD_TOKEN, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 CHAT_TEMPLATE = (  # ChatML, as Qwen models use; the assistant turn ends with the eos token <|im_end|>
     "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
@@ -54,47 +56,70 @@ def user_message(problem: str) -> str:
     return f"{problem}\n{BOXED_INSTRUCTION}"
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """A byte-level BPE trained on the problems and their solutions (any text round-trips), with ChatML specials."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+def build_tokenizer() -> Qwen2Tokenizer:
+    """The tiny chat tokenizer, trained on the problems and their solutions (see `train_chat_tokenizer`)."""
+    return train_chat_tokenizer([f"{user_message(p)} {solution(w, a)}" for p, a, works in PROBLEMS for w in works] * 4)
+
+
+def train_chat_tokenizer(corpus: Sequence[str]) -> Qwen2Tokenizer:
+    """A byte-level BPE of 400 tokens trained on `corpus` (any text round-trips), with ChatML specials, pad and eos set.
+
+    It is trained with Qwen2's own normaliser and pre-tokeniser and returned as a `Qwen2Tokenizer`, because that is
+    what `AutoTokenizer` rebuilds from a saved qwen2 model's vocabulary and merges: a tokenizer trained otherwise
+    splits text differently once saved and reloaded, so a model warmed up with it would be trained on other ids.
+    """
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from transformers import Qwen2Tokenizer
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
     bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    corpus = [f"{user_message(p)} {solution(w, a)}" for p, a, works in PROBLEMS for w in works] * 4
+    bpe.normalizer = normalizers.NFC()
+    bpe.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     trainer = trainers.BpeTrainer(
         vocab_size=400,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        special_tokens=[PAD_TOKEN, IM_START, IM_END],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     bpe.train_from_iterator(corpus, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>", padding_side="left"
+    trained = json.loads(bpe.to_str())["model"]
+    tokenizer = Qwen2Tokenizer(
+        vocab=trained["vocab"],
+        merges=[tuple(merge) for merge in trained["merges"]],
+        eos_token=IM_END,
+        pad_token=PAD_TOKEN,
+        extra_special_tokens=[IM_START],
+        padding_side="left",
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 
 
-def build_model(tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> Qwen2ForCausalLM:
-    """A randomly initialised 2-layer Qwen2 (hidden size 64): about a hundred thousand parameters."""
+def build_model(tokenizer: Qwen2Tokenizer, seed: int = 0) -> Qwen2ForCausalLM:
+    """A randomly initialised 2-layer Qwen2 (hidden size 64): about a hundred thousand parameters. The weights
+    depend only on `seed`; the caller's random state is left as it was."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    torch.manual_seed(seed)
     config = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
     )  # fmt: skip
-    model = Qwen2ForCausalLM(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model
 
 
-def warm_up(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerFast, steps: int = 60) -> float:
+def warm_up(model: Qwen2ForCausalLM, tokenizer: Qwen2Tokenizer, steps: int = 85) -> float:
     """Next-token training on the worked solutions (loss on the assistant turn only); returns the last loss."""
     import torch
 
