@@ -30,7 +30,7 @@ def checkpoints(run_dir: Path) -> list[str]:
 
 def make_smoke_run(root: Path) -> tuple[Path, Path]:
     """A run directory with two tiny checkpoints and a two-problem benchmark file."""
-    from quickstart import build_model, build_tokenizer
+    from dsdr_trl.recipes.tiny import build_model, build_tokenizer
 
     tokenizer = build_tokenizer()
     for step in (1, 2):
