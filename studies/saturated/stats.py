@@ -2,7 +2,10 @@
 
 A measurement is a matrix X[s, p]: the value of one outcome for seed s on held-out prompt p. The reported number is
 its grand mean. The interval resamples seeds and prompts independently with replacement (a two-way bootstrap), so it
-carries both sources of noise: RL variability between seeds and sampling variability between prompts. A paired
+carries both sources of noise: RL variability between seeds and sampling variability between prompts. It errs on the
+wide side for noise proper to one (seed, prompt) cell, which also moves that seed's and that prompt's means: in
+expectation such noise counts three times instead of once (Owen, "The pigeonhole bootstrap", 2007); on independent
+cells the interval is about sqrt(3) times too wide, seed and prompt effects are counted once. A paired
 difference (DSDR - GRPO) is the same bootstrap on D[s, p] = X_dsdr[s, p] - X_grpo[s, p]: seed s of both methods shares
 its prompt order and warm start, and prompt p is the same prompt, so pairing removes what the two runs share.
 """
