@@ -114,6 +114,17 @@ def test_bootstrap_interval_carries_seed_and_prompt_noise():
     assert (high - low) / 2 == pytest.approx(0.1096, rel=0.05)
 
 
+def test_bootstrap_refuses_what_is_not_a_finite_seeds_by_prompts_matrix():
+    np = pytest.importorskip("numpy")
+    from studies.saturated.stats import bootstrap_mean
+
+    for values in (np.zeros(4), np.zeros((2, 0)), np.zeros((1, 2, 3))):
+        with pytest.raises(ValueError, match="non-empty"):
+            bootstrap_mean(values)
+    with pytest.raises(ValueError, match="finite"):
+        bootstrap_mean(np.array([[0.0, np.nan]]))
+
+
 def test_paired_difference_removes_what_the_pair_shares():
     np = pytest.importorskip("numpy")
     from studies.saturated.stats import paired_difference
