@@ -81,8 +81,7 @@ def plot_pass_at_k(results: dict[str, Any], benchmarks: Sequence[str], path: str
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
     for axis, panel in zip(axes.flat, panels):
         for model, model_results in results.items():
-            curve = model_results["average" if panel == "average" else "benchmarks"]
-            curve = curve if panel == "average" else curve[panel]
+            curve = model_results["average"] if panel == "average" else model_results["benchmarks"][panel]
             ks = sorted(curve["pass@k"])
             axis.plot(ks, [100 * curve["pass@k"][k] for k in ks], marker="o", markersize=3, label=model)
         axis.set_xscale("log", base=2)
