@@ -44,7 +44,9 @@ def test_top_level_help_lists_every_subcommand(capsys):
     assert cli.main(["--help"]) == 0
     text = capsys.readouterr().out
     assert all(f"\n  {name}" in text for name in cli.SUBCOMMANDS) and "--version" in text
-    assert cli.main([]) == 2 and cli.main(["nope"]) == 2
+    assert cli.main([]) == 2 and capsys.readouterr().out == text  # no subcommand: the same help, and status 2
+    assert cli.main(["nope"]) == 2
+    assert "unknown subcommand 'nope'" in capsys.readouterr().err
 
 
 def test_eval_defaults_are_the_protocol_defaults():

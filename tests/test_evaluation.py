@@ -197,13 +197,6 @@ def test_eval_cli_end_to_end_writes_reports_and_resumes(tmp_path, tiny_models, c
     assert sum(count_generate) == 5
 
 
-def test_cli_lists_subcommands_and_rejects_unknown_ones(capsys):
-    assert cli.main([]) == 2
-    assert "eval" in capsys.readouterr().out
-    assert cli.main(["nope"]) == 2
-    assert "unknown subcommand" in capsys.readouterr().err
-
-
 def test_eval_cli_rejects_k_above_the_sample_count(tmp_path):
     with pytest.raises(SystemExit):
         cli.main(["eval", "--models", "m", "--output-dir", str(tmp_path), "--num-samples", "4", "--ks", "8"])
