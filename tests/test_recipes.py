@@ -141,6 +141,7 @@ def test_recipes_command_lists_shows_and_copies(tmp_path, capsys):
     assert (tmp_path / "zero2.yaml").read_text(encoding="utf-8") == recipe_path("tiny_cpu").read_text()
 
 
+@pytest.mark.slow
 def test_tiny_setup_writes_what_the_tiny_recipe_reads(tmp_path, capsys):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
