@@ -14,15 +14,13 @@ Typical use::
 
 from __future__ import annotations
 
-import functools
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
-from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+from dsdr_trl.recipes.tiny import train_chat_tokenizer
 
 SHARED_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 """The project's shared data (benchmarks, solutions); never copied into the package."""
@@ -30,21 +28,6 @@ requires_shared_benchmarks = pytest.mark.skipif(
     not (SHARED_DATA_DIR / "benchmarks").is_dir(),
     reason=f"the project's shared benchmark data (public JSONL files, not shipped with the package) was not found at "
     f"{SHARED_DATA_DIR / 'benchmarks'}: put a copy of it at ../shared/data beside the repository",
-)
-
-PAD_TOKEN = "<|endoftext|>"
-IM_START = "<|im_start|>"
-IM_END = "<|im_end|>"
-SPECIAL_TOKENS = [PAD_TOKEN, IM_START, IM_END]
-TINY_VOCAB_SIZE = 400
-
-# Qwen-style ChatML template: GRPOTrainer renders conversational prompts with it, and the
-# assistant turn ends with <|im_end|>, which is also the eos token so generation stops there.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
 # Enough varied math text for BPE to learn a few hundred merges; fixed so training is reproducible.
@@ -64,47 +47,14 @@ _CORPUS = [
 ]
 
 
-@functools.lru_cache(maxsize=1)
-def _trained_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """Train the byte-level BPE once per process (deterministic: fixed corpus, no dropout)."""
-    tokenizer = Tokenizer(models.BPE())
-    # Qwen2's own normaliser and pre-tokeniser, so that Qwen2Tokenizer rebuilt from vocab + merges
-    # (which is what AutoTokenizer does for a saved qwen2 model) splits text exactly as trained.
-    tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    trainer = trainers.BpeTrainer(
-        vocab_size=TINY_VOCAB_SIZE,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(_CORPUS * 4, trainer=trainer)
-    bpe = json.loads(tokenizer.to_str())["model"]
-    return bpe["vocab"], [tuple(merge) for merge in bpe["merges"]]
-
-
 def build_tiny_tokenizer() -> Qwen2Tokenizer:
     """A fresh tiny chat tokenizer: byte-level BPE (any text round-trips), pad/eos set, ChatML template.
 
     It is a real `Qwen2Tokenizer`, so saving and reloading with `AutoTokenizer` gives identical ids.
-    Left padding, as decoder-only generation (and GRPOTrainer) expects.
+    Left padding, as decoder-only generation (and GRPOTrainer) expects. The package's recipe tokenizer, trained on
+    this module's corpus.
     """
-    vocab, merges = _trained_vocab_and_merges()
-    tokenizer = Qwen2Tokenizer(
-        vocab=dict(vocab),
-        merges=list(merges),
-        eos_token=IM_END,
-        pad_token=PAD_TOKEN,
-        extra_special_tokens=[IM_START],
-        padding_side="left",
-    )
-    tokenizer.chat_template = CHAT_TEMPLATE
-    return tokenizer
+    return train_chat_tokenizer(_CORPUS * 4)
 
 
 def build_tiny_model(tokenizer: Qwen2Tokenizer, seed: int = 0) -> Qwen2ForCausalLM:
