@@ -135,7 +135,7 @@ def test_conversational_prompts_with_lora_and_two_reward_functions(tmp_path, min
     trainer.train()
     changed = [n for n, p in trainer.model.named_parameters() if "lora_B" in n and not torch.equal(p, adapters[n])]
     assert changed, "the LoRA adapter did not train"
-    assert trainer.correctness_reward_index == 0
+    assert trainer.correctness_reward_indices == (0,)
     assert any("dsdr/coupling_entropy" in record or "dsdr/frac_correct" in record for record in trainer.state.log_history)
 
 
@@ -286,19 +286,32 @@ def test_needs_a_dsdr_config(tmp_path):
 
 def test_correctness_reward_resolution(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="dsdr_trl.trainer"):
-        assert build(tmp_path, reward_funcs=[digit_reward, length_reward]).correctness_reward_index == 0
-    chosen = [r.getMessage() for r in caplog.records if "decides which completions are correct" in r.getMessage()]
-    assert len(chosen) == 1 and "'digit_reward' (the first of ['digit_reward', 'length_reward'])" in chosen[0]
-    assert "DSDRConfig.correctness_reward" in chosen[0]
+        assert build(tmp_path, reward_funcs=[digit_reward, length_reward]).correctness_reward_indices == (0,)
+    guessed = [r.getMessage() for r in caplog.records if "is recognisably a verifier" in r.getMessage()]
+    assert len(guessed) == 1 and "['digit_reward', 'length_reward']" in guessed[0]
+    assert "so the first, 'digit_reward', decides" in guessed[0] and "DSDRConfig.correctness_reward" in guessed[0]
     caplog.clear()
     with caplog.at_level("WARNING", logger="dsdr_trl.trainer"):
         build(tmp_path, reward_funcs=digit_reward)
         build(tmp_path, reward_funcs=[digit_reward, length_reward], correctness_reward="digit_reward")
-    assert not [r for r in caplog.records if "decides which completions are correct" in r.getMessage()]
+    assert not [r for r in caplog.records if "completions are correct" in r.getMessage()]
     with pytest.raises(ValueError, match="neither the name"):
         build(tmp_path, reward_funcs=[digit_reward, length_reward], correctness_reward="accuracy")
-    assert build(tmp_path, reward_funcs=[digit_reward, length_reward], correctness_reward="1").correctness_reward_index == 1
-    assert build(tmp_path, reward_funcs=[digit_reward, length_reward], correctness_reward="length_reward").correctness_reward_index == 1
+    assert build(tmp_path, reward_funcs=[digit_reward, length_reward], correctness_reward="1").correctness_reward_indices == (1,)
+    both = build(tmp_path, reward_funcs=[digit_reward, length_reward], correctness_reward="length_reward,digit_reward")
+    assert both.correctness_reward_indices == (1, 0)
+
+
+def test_a_verifier_with_reward_weight_zero_is_reported(tmp_path, caplog):
+    def exact_answer_reward(completions, **kwargs):
+        return digit_reward(completions)
+
+    with caplog.at_level("WARNING", logger="dsdr_trl.trainer"):
+        trainer = build(tmp_path, reward_funcs=[length_reward, exact_answer_reward], reward_weights=[1.0, 0.0])
+    assert trainer.correctness_reward_indices == (1,)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("['exact_answer_reward'] decides which completions are correct" in m for m in messages)
+    assert any("the verifier ['exact_answer_reward'] has reward weight 0" in m and "normalize_then_sum" in m for m in messages)
 
 
 def test_unloadable_encoder_names_the_setting(tmp_path):
