@@ -363,6 +363,31 @@ def test_rows_masked_out_of_the_loss_get_no_coupling_weight(tmp_path, minilm_pat
         assert group_weights.sum().item() == pytest.approx(1.0 if group_in_loss.any() else 0.0)
 
 
+def test_rows_whose_tokens_are_all_tool_output_get_no_coupling_weight(tmp_path, monkeypatch):
+    """The rows that take part in the loss are those with a token the policy loss uses (completion_mask * tool_mask):
+    a row whose tokens are all tool output gets no weight, and its group's weight goes to the others."""
+    generate_and_score = GRPOTrainer._generate_and_score_completions
+
+    def with_tool_output_rows(self, inputs):
+        output = generate_and_score(self, inputs)
+        output["tool_mask"] = torch.ones_like(output["completion_mask"])
+        output["tool_mask"][[0, 5]] = 0
+        return output
+
+    monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", with_tool_output_rows)
+    model, tokenizer = build_tiny_model_and_tokenizer()
+    trainer = DSDRTrainer(
+        model=model, reward_funcs=lambda completions, **kw: [1.0] * len(completions),
+        args=tiny_args(DSDRConfig, tmp_path, diversity_coef=0.0), train_dataset=prompt_dataset(),
+        processing_class=tokenizer,
+    )
+    trainer.model.train()
+    batch = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
+    assert torch.all(batch["completion_mask"].sum(dim=1) > 0)  # masked by tool_mask alone
+    third = pytest.approx(1 / 3)
+    assert batch["dsdr_coupling_weights"].tolist() == [0.0, third, third, third, third, 0.0, third, third]
+
+
 # -- the local term's scaling through TRL's shuffle and gradient accumulation --------------------------------------
 
 
