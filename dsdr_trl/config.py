@@ -80,8 +80,9 @@ class DSDRConfig(GRPOConfig):
         correctness_threshold (`float`, *optional*, defaults to `1.0`):
             A completion is correct (i in P) when its verifier reward is `>= correctness_threshold`. Must be > 0: a
             verifier gives 0 to a wrong answer, so a threshold <= 0 would call every answer correct. A verifier that is
-            not 0/1, or a threshold its values never or always meet, is reported at the first training batch that
-            shows it (a warning, and the `dsdr/verifier_*` metrics).
+            not pass/fail at this threshold (values other than 0 and 1, or a threshold above 1) is reported at the
+            first training batch that shows it, with whether its values never or always meet the threshold (a
+            warning, and the `dsdr/verifier_*` metrics).
         advantage_epsilon (`float`, *optional*, defaults to `1e-6`):
             eps of Eq. 2: advantages are `(r - mean) / (std + eps)`. `1e-6` is the paper's framework (verl); `1e-4`
             reproduces `GRPOTrainer`. It sets the size of the signal the bonus restores in all-correct groups.
@@ -189,9 +190,9 @@ class DSDRConfig(GRPOConfig):
         default=1.0,
         metadata={
             "help": "A completion is correct (i in P, Sec. 3.1) when its verifier reward is >= correctness_threshold; "
-            "> 0, as a verifier gives 0 to a wrong answer. A verifier that is not 0/1 at this threshold, or never or "
-            "always meets it, is reported at the first training batch that shows it (warning, dsdr/verifier_* "
-            "metrics)."
+            "> 0, as a verifier gives 0 to a wrong answer. A verifier that is not pass/fail at this threshold (values "
+            "other than 0 and 1, or a threshold above 1) is reported at the first training batch that shows it, "
+            "with whether the threshold is never or always met (a warning, and the dsdr/verifier_* metrics)."
         },
     )
     advantage_epsilon: float = field(

@@ -25,7 +25,7 @@ from . import functional as DF
 from .config import DSDRConfig
 from .rewards import completion_text
 from .scorer import DiversityScorer, DiversityScores
-from .verifiers import VerifierChoice, check_verifiers, correct_rows, resolve_verifiers, verifier_metrics
+from .verifier import VerifierChoice, check_verifiers, correct_rows, resolve_verifiers, verifier_metrics
 
 SUPPORTED_TRL = ">=1.12.0,<1.17"
 # An all-correct group "has signal" when its advantages spread by more than this. GRPO's constant groups spread by 0
@@ -74,9 +74,10 @@ class DSDRTrainer(GRPOTrainer):
        to it (does not return `None`) gives it a reward `>= correctness_threshold`. The verifiers are those named by
        `correctness_reward`; unset, every environment's `get_reward` and every reward named as a verifier
        (`math_accuracy_reward`, TRL's `accuracy_reward`, any name with accuracy, correct, verif, equiv, exact, pass,
-       solved or success), else the only reward source, else the first (with a warning); see `dsdr_trl.verifiers`.
-       The first training batch on which a verifier is not pass/fail at the threshold (not 0/1, or a threshold the
-       values never or always meet) is reported in a warning, and every batch in `dsdr/verifier_*` metrics.
+       solved or success), else the only reward source, else the first (with a warning); see `dsdr_trl.verifier`.
+       The first training batch on which a verifier is not pass/fail at the threshold (values other than 0 and 1, or
+       a threshold above 1) is reported in a warning, with whether the threshold was never or always met; every
+       batch, in the `dsdr/verifier_*` metrics.
     2. **Advantages (Eq. 2).** Formed from the augmented rewards as GRPOTrainer forms them (reward weights, NaN for
        unscorable rows, `scale_rewards`, `multi_objective_aggregation`), with `advantage_epsilon` in place of TRL's
        hard-coded 1e-4. With `"sum_then_normalize"` the bonus is added to the weighted sum of the rewards, so its
@@ -203,10 +204,8 @@ class DSDRTrainer(GRPOTrainer):
             )
         elif self.args.correctness_reward is None and len(self.reward_func_names) > 1:
             logger.warning(
-                "DSDR: %s decide%s which completions are correct (Eq. 10, 11, 15), as %s, among the rewards %s. Set "
-                "DSDRConfig.correctness_reward to choose others.",
-                chosen,
-                "s" if len(chosen) == 1 else "",
+                "DSDR: the verifier that decides which completions are correct (Eq. 10, 11, 15) is %s, among the "
+                "rewards %s. Set DSDRConfig.correctness_reward to choose others.",
                 choice.reason,
                 self.reward_func_names,
             )
@@ -321,16 +320,18 @@ class DSDRTrainer(GRPOTrainer):
         checks = check_verifiers(verifier_rewards, self.args.correctness_threshold)
         for name, value in verifier_metrics(checks, verifier_rewards).items():
             self._metrics[mode][name].append(value)
-        problems = [(name, check.problem()) for name, check in zip(self._verifier_names(), checks) if check.problem()]
-        if mode != "train" or not problems or self._verifier_warned:
+        if mode != "train" or self._verifier_warned:
+            return
+        problems = [(name, problem) for name, check in zip(self._verifier_names(), checks) if (problem := check.problem())]
+        if not problems:
             return
         self._verifier_warned = True
         if self.accelerator.is_main_process:
             logger.warning(
                 "DSDR: the verifier does not give pass/fail rewards at correctness_threshold=%s on the batch of step "
-                "%d: %s. DSDR's diversity bonus, coupling and entropy term act only on the rows it calls correct, so "
-                "they act on the wrong rows or on none (see dsdr/verifier_nonbinary, dsdr/verifier_threshold_never_met "
-                "and dsdr/verifier_threshold_always_met). Set DSDRConfig.correctness_reward to the reward(s) that "
+                "%d: %s. DSDR's diversity bonus, coupling and entropy term act only on the rows it calls correct, "
+                "so they may act on the wrong rows, on none or on all (see dsdr/verifier_nonbinary, "
+                "dsdr/verifier_threshold_never_met and dsdr/verifier_threshold_always_met). Set DSDRConfig.correctness_reward to the reward(s) that "
                 "check the answer (now %s, among %s), or correctness_threshold to the value that means correct.",
                 self.args.correctness_threshold,
                 self.state.global_step,

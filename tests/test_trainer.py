@@ -348,7 +348,7 @@ def test_a_verifier_with_reward_weight_zero_is_reported(tmp_path, caplog):
         trainer = build(tmp_path, reward_funcs=[length_reward, exact_answer_reward], reward_weights=[1.0, 0.0])
     assert trainer.correctness_reward_indices == (1,)
     messages = [r.getMessage() for r in caplog.records]
-    assert any("['exact_answer_reward'] decides which completions are correct" in m for m in messages)
+    assert any("correct (Eq. 10, 11, 15) is 'exact_answer_reward' (named as a verifier)" in m for m in messages)
     assert any("the verifier ['exact_answer_reward'] has reward weight 0" in m and "normalize_then_sum" in m for m in messages)
 
 

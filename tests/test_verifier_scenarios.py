@@ -72,10 +72,11 @@ def assert_correct_is(trainer, recorded, truth: Callable[[dict], torch.Tensor], 
     """`dsdr/frac_correct` is the true verifier's mean at every step, and the wrong verifier would differ somewhere."""
     logged = frac_correct_per_step(trainer)
     expected = [truth(columns).float().mean().item() for columns in recorded]
-    print(f"\n{trainer.reward_func_names}: dsdr/frac_correct {logged}, true verifier's mean {expected}")
+    mistaken = [wrong(columns).float().mean().item() for columns in recorded]
+    print(f"\n{trainer.reward_func_names}: dsdr/frac_correct {logged}, true verifier's mean {expected}, wrong: {mistaken}")
     assert len(logged) == len(recorded) == trainer.args.max_steps
     assert logged == pytest.approx(expected)
-    assert expected != pytest.approx([wrong(columns).float().mean().item() for columns in recorded])
+    assert expected != pytest.approx(mistaken)
 
 
 def conversational_dataset(**columns) -> Dataset:
@@ -117,9 +118,9 @@ def test_trl_rewards_in_trls_example_order(tmp_path, minilm_path, caplog):
     lines = verifier_log_lines(caplog)
     print("\n".join(lines))
     assert lines == [
-        "DSDR: ['accuracy_reward'] decides which completions are correct (Eq. 10, 11, 15), as an environment's "
-        "get_reward or a reward named as a verifier, among the rewards ['think_format_reward', 'accuracy_reward']. "
-        "Set DSDRConfig.correctness_reward to choose others."
+        "DSDR: the verifier that decides which completions are correct (Eq. 10, 11, 15) is 'accuracy_reward' (named "
+        "as a verifier), among the rewards ['think_format_reward', 'accuracy_reward']. Set "
+        "DSDRConfig.correctness_reward to choose others."
     ]
     assert all(r["dsdr/verifier_nonbinary"] == 0 and r["dsdr/frac_unverified"] == 0 for r in trainer.state.log_history[:-1])
 
@@ -209,14 +210,18 @@ def tool_calling_tokenizer():
     return tokenizer
 
 
-def test_a_dict_of_two_environments(tmp_path, minilm_path, tool_calling_tokenizer, monkeypatch):
+def test_a_dict_of_two_environments(tmp_path, minilm_path, tool_calling_tokenizer, monkeypatch, caplog):
     monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
     environments = {"arithmetic": ArithmeticEnvironment, "puzzle": PuzzleEnvironment}
-    trainer, recorded = train_scripted(
-        tmp_path, None, think_and_answer, tokenizer=tool_calling_tokenizer, semantic_model=minilm_path,
-        dataset=conversational_dataset(environment=["arithmetic", "puzzle", "arithmetic", "puzzle"]),
-        trainer_kwargs={"environment_factory": environments},
-    )
+    with caplog.at_level("WARNING", logger="dsdr_trl.trainer"):
+        trainer, recorded = train_scripted(
+            tmp_path, None, think_and_answer, tokenizer=tool_calling_tokenizer, semantic_model=minilm_path,
+            dataset=conversational_dataset(environment=["arithmetic", "puzzle", "arithmetic", "puzzle"]),
+            trainer_kwargs={"environment_factory": environments},
+        )
+    lines = verifier_log_lines(caplog)
+    print("\n".join(lines))
+    assert len(lines) == 1 and "is 'ArithmeticEnvironment' (an environment's get_reward) and 'PuzzleEnvironment'" in lines[0]
     assert trainer.reward_func_names == ["ArithmeticEnvironment", "PuzzleEnvironment"]
     assert trainer.correctness_reward_indices == (0, 1)
 
@@ -261,8 +266,6 @@ def calls_the_tool(prompt: str, row: int) -> str:
 def test_a_tool_calling_run_with_the_local_term(tmp_path, minilm_path, tool_calling_tokenizer, monkeypatch):
     monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
     seen_tool_masks = []
-    trainer, recorded = None, None
-
     original = DSDRTrainer._compute_loss
 
     def compute_loss(self, model, inputs):

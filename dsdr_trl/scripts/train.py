@@ -213,8 +213,9 @@ Which completions are correct (DSDR's bonus, coupling and entropy term act on th
                          --correctness_threshold (default 1.0, must be > 0). Unset: every reward named as a verifier
                          (math_accuracy, names with accuracy, correct, verif, equiv, exact, pass, solved, success)
                          in any order, else the only reward, else the first with a warning. A verifier that is not
-                         0/1, or a threshold it never or always meets, is reported at the first step (a warning and
-                         the dsdr/verifier_* metrics).
+                         pass/fail at the threshold (not 0/1, or a threshold above 1) is reported at the first step
+                         that shows it, with whether the threshold is never or always met (a warning and the
+                         dsdr/verifier_* metrics).
 
 {dsdr_fields}
 

@@ -31,7 +31,7 @@ class VerifierChoice:
     """The verifier columns of the rewards, and why they were chosen (for the log line)."""
 
     indices: tuple[int, ...]
-    reason: str
+    reason: str  # how each was chosen, e.g. "'accuracy_reward' (named as a verifier)"
     guessed: bool = False
 
 
@@ -56,7 +56,9 @@ def resolve_verifiers(setting: str | None, names: Sequence[str], environment_col
         return VerifierChoice(tuple(dict.fromkeys(indices)), "set by DSDRConfig.correctness_reward")
     recognised = tuple(i for i, name in enumerate(names) if i in environment_columns or names_a_verifier(name))
     if recognised:
-        return VerifierChoice(recognised, "an environment's get_reward or a reward named as a verifier")
+        sources = {True: "an environment's get_reward", False: "named as a verifier"}
+        how = " and ".join(f"{names[i]!r} ({sources[i in environment_columns]})" for i in recognised)
+        return VerifierChoice(recognised, how)
     if len(names) == 1:
         return VerifierChoice((0,), "the only reward source")
     return VerifierChoice((0,), "the first reward source: none is recognisably a verifier", guessed=True)
@@ -97,7 +99,7 @@ class VerifierCheck:
 
     @property
     def pass_fail(self) -> bool:
-        """A 0/1 verifier with a threshold in (0, 1]: correct means exactly value 1, and both outcomes can occur."""
+        """Whether the values are all 0 or 1 and the threshold lies in (0, 1], so that correct means value 1."""
         return not self.nonbinary.any() and 0 < self.threshold <= 1
 
     @property

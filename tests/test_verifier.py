@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from dsdr_trl.verifiers import check_verifiers, correct_rows, names_a_verifier, resolve_verifiers, verifier_metrics
+from dsdr_trl.verifier import check_verifiers, correct_rows, names_a_verifier, resolve_verifiers, verifier_metrics
 
 NAN = math.nan
 
@@ -47,7 +47,9 @@ def test_environment_rewards_are_verifiers_beside_functions():
     # TRL appends the environments' get_reward columns after the reward functions.
     names = ["format_reward", "MathEnv", "CodeEnv"]
     assert resolve_verifiers(None, names, environment_columns=range(1, 3)).indices == (1, 2)
-    assert resolve_verifiers(None, ["accuracy_reward", "GameEnv"], environment_columns=[1]).indices == (0, 1)
+    choice = resolve_verifiers(None, ["accuracy_reward", "GameEnv"], environment_columns=[1])
+    assert choice.indices == (0, 1)
+    assert choice.reason == "'accuracy_reward' (named as a verifier) and 'GameEnv' (an environment's get_reward)"
 
 
 def test_an_explicit_setting_wins_and_may_list_several():
