@@ -68,12 +68,21 @@ class DSDRConfig(GRPOConfig):
 
         > Parameters of the verifier and the advantages
 
-        correctness_reward (`str`, *optional*):
-            Which reward function is the verifier r_i of Eq. 10: its name (as in the `rewards/<name>/mean` metric) or
-            its index in `reward_funcs`. Unset: the first reward source (the first of `reward_funcs`, or the
-            environment's `get_reward` when it is the only source); the trainer logs which one it chose.
+        correctness_reward (`str`, `int` or `list`, *optional*):
+            Which reward source(s) are the verifier r_i of Eq. 10: names (as in the `rewards/<name>/mean` metric) or
+            indices in the trainer's `reward_func_names` (environments' rewards come after `reward_funcs`), a list or a
+            comma-separated string (stored as the latter). A completion is correct when a listed verifier that applies
+            to it (does not return `None`) reaches `correctness_threshold`; so a multi-task run lists one verifier per
+            task. Unset: every environment's `get_reward` and every reward named as a verifier (this package's
+            `math_accuracy_reward`, TRL's `accuracy_reward` and `reasoning_accuracy_reward`, any name with accuracy,
+            correct, verif, equiv, exact, pass, solved or success), in any order of `reward_funcs`; else the only
+            reward source; else the first, with a warning. The trainer logs its choice when there are several rewards.
         correctness_threshold (`float`, *optional*, defaults to `1.0`):
-            A completion is correct (i in P) when its verifier reward is `>= correctness_threshold`.
+            A completion is correct (i in P) when its verifier reward is `>= correctness_threshold`. Must be > 0: a
+            verifier gives 0 to a wrong answer, so a threshold <= 0 would call every answer correct. A verifier that is
+            not pass/fail at this threshold (values other than 0 and 1, or a threshold above 1) is reported at the
+            first training batch that shows it, with whether its values never or always meet the threshold (a
+            warning, and the `dsdr/verifier_*` metrics).
         advantage_epsilon (`float`, *optional*, defaults to `1e-6`):
             eps of Eq. 2: advantages are `(r - mean) / (std + eps)`. `1e-6` is the paper's framework (verl); `1e-4`
             reproduces `GRPOTrainer`. It sets the size of the signal the bonus restores in all-correct groups.
@@ -169,15 +178,21 @@ class DSDRConfig(GRPOConfig):
     correctness_reward: str | None = field(
         default=None,
         metadata={
-            "help": "Which reward function is the verifier r_i (Sec. 3.1, Eq. 10): its name (as in the "
-            "'rewards/<name>/mean' metric) or its index in reward_funcs. Unset: the first reward source (the first "
-            "of reward_funcs, or the environment's get_reward when it is the only source); the trainer logs its choice."
+            "help": "Which reward source(s) are the verifier r_i (Sec. 3.1, Eq. 10): names (as in the "
+            "'rewards/<name>/mean' metric) or indices, comma-separated; a completion is correct when a listed "
+            "verifier that applies to it (not None) reaches correctness_threshold. Unset: every environment's "
+            "get_reward and every reward named as a verifier (math_accuracy, TRL's accuracy_reward, names with "
+            "accuracy, correct, verif, equiv, exact, pass, solved or success), in any order; else the only reward; "
+            "else the first, with a warning."
         },
     )
     correctness_threshold: float = field(
         default=1.0,
         metadata={
-            "help": "A completion is correct (i in P, Sec. 3.1) when its verifier reward is >= correctness_threshold."
+            "help": "A completion is correct (i in P, Sec. 3.1) when its verifier reward is >= correctness_threshold; "
+            "> 0, as a verifier gives 0 to a wrong answer. A verifier that is not pass/fail at this threshold (values "
+            "other than 0 and 1, or a threshold above 1) is reported at the first training batch that shows it, "
+            "with whether the threshold is never or always met (a warning, and the dsdr/verifier_* metrics)."
         },
     )
     advantage_epsilon: float = field(
@@ -214,13 +229,13 @@ class DSDRConfig(GRPOConfig):
                 f"DSDRConfig: generation_batch_size={self.generation_batch_size} gives steps_per_generation="
                 f"{self.steps_per_generation}, not {saved_steps_per_generation}; set only one of the two."
             )
-        if isinstance(self.correctness_reward, int):
-            self.correctness_reward = str(self.correctness_reward)
+        self.correctness_reward = _verifier_list(self.correctness_reward)
         for name in ("diversity_coef", "local_entropy_coef", "semantic_weight", "formula_weight"):
             _require(name, getattr(self, name), lambda v: v >= 0, "a finite number >= 0")
         for name in ("diversity_clip", "coupling_temperature", "advantage_epsilon"):
             _require(name, getattr(self, name), lambda v: v > 0, "a finite number > 0")
-        _require("correctness_threshold", self.correctness_threshold, lambda v: True, "a finite number")
+        # A verifier gives 0 to a wrong answer: at a threshold <= 0 every answer would be correct.
+        _require("correctness_threshold", self.correctness_threshold, lambda v: v > 0, "a finite number > 0")
         if self.semantic_weight + self.formula_weight == 0:
             raise ValueError(
                 "DSDRConfig: semantic_weight and formula_weight are both 0, so the diversity score d (Eq. 9) is "
@@ -239,6 +254,20 @@ class DSDRConfig(GRPOConfig):
                 UserWarning,
                 stacklevel=3,
             )
+
+
+def _verifier_list(setting) -> str | None:
+    """`correctness_reward` as a comma-separated string of names / indices (a name, an index or a list of them)."""
+    if setting is None:
+        return None
+    items = setting.split(",") if isinstance(setting, str) else setting if isinstance(setting, (list, tuple)) else [setting]
+    names = [str(item).strip() for item in items]
+    if not names or not all(names) or any(isinstance(item, bool) or not isinstance(item, (str, int)) for item in items):
+        raise ValueError(
+            f"DSDRConfig: correctness_reward must be reward names or indices (one, a list, or comma-separated), got "
+            f"{setting!r}."
+        )
+    return ",".join(names)
 
 
 def _require(name: str, value: float, condition, allowed: str) -> None:

@@ -25,8 +25,13 @@ from . import functional as DF
 from .config import DSDRConfig
 from .rewards import completion_text
 from .scorer import DiversityScorer, DiversityScores
+from .verifier import VerifierChoice, check_verifiers, correct_rows, resolve_verifiers, verifier_metrics
 
 SUPPORTED_TRL = ">=1.12.0,<1.17"
+# An all-correct group "has signal" when its advantages spread by more than this. GRPO's constant groups spread by 0
+# (normalize_then_sum's batch re-centring shifts the whole group by ~1e-8, which a non-zero test would count); float32
+# rounding at advantages of order 1 is ~1e-7.
+SIGNAL_TOLERANCE = 1e-6
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +68,23 @@ class DSDRTrainer(GRPOTrainer):
        every completion is scored for how different it is from the rest of its group: semantically (a frozen
        sentence encoder, `semantic_model`) and symbolically (formulas no other completion uses). Each process encodes
        its own rows; embeddings and formula sets are gathered in rank-major order, so groups that straddle processes
-       are scored whole and identically on every process. Correct completions (verifier reward
-       `>= correctness_threshold`; the verifier is `correctness_reward`, by default the first reward source) get the
-       bonus `diversity_coef * clip(d, 0, diversity_clip)`; the other rows are unchanged. Groups of one completion
-       (evaluation with `num_generations_eval=1`) are not scored.
+       are scored whole and identically on every process. Correct completions get the bonus
+       `diversity_coef * clip(d, 0, diversity_clip)`; the other rows are unchanged. Groups of one completion
+       (evaluation with `num_generations_eval=1`) are not scored. A completion is correct when a verifier that applies
+       to it (does not return `None`) gives it a reward `>= correctness_threshold`. The verifiers are those named by
+       `correctness_reward`; unset, every environment's `get_reward` and every reward named as a verifier
+       (`math_accuracy_reward`, TRL's `accuracy_reward`, any name with accuracy, correct, verif, equiv, exact, pass,
+       solved or success), else the only reward source, else the first (with a warning); see `dsdr_trl.verifier`.
+       The first training batch on which a verifier is not pass/fail at the threshold (values other than 0 and 1, or
+       a threshold above 1) is reported in a warning, with whether the threshold was never or always met; every
+       batch, in the `dsdr/verifier_*` metrics.
     2. **Advantages (Eq. 2).** Formed from the augmented rewards as GRPOTrainer forms them (reward weights, NaN for
        unscorable rows, `scale_rewards`, `multi_objective_aggregation`), with `advantage_epsilon` in place of TRL's
-       hard-coded 1e-4. With `"sum_then_normalize"` the bonus is added to the weighted sum of the rewards; with
-       `"normalize_then_sum"` it is added to the verifier's reward before that reward is normalised within its group.
+       hard-coded 1e-4. With `"sum_then_normalize"` the bonus is added to the weighted sum of the rewards, so its
+       scale is `diversity_coef` whatever the reward weights. With `"normalize_then_sum"` it is added to the
+       verifier's reward before that reward is normalised within its group, so it is scaled by the verifier's
+       reward weight (weight 0 removes it, while the coupling and the local term stay; the trainer warns) and, in an
+       all-correct group, by the group's bonus spread instead of `diversity_coef`.
     3. **Coupling (Eq. 11).** Each correct completion gets a weight, a softmax of `coupling_temperature * dbar` over
        the correct completions of its group (`coupling="uniform"`: 1/|P|; uniform too when `diversity_coef=0`, as
        there is no score). A completion that the loss ignores (all its tokens masked, as `mask_truncated_completions`
@@ -80,9 +94,11 @@ class DSDRTrainer(GRPOTrainer):
        length-normalised entropy of correct completions, weighted by the coupling, computed from the per-token
        log-probabilities of the same forward pass as the policy loss (no second forward). It is a mean over the
        groups of the generation batch; its gradient does not depend on the per-device batch size or the number of
-       processes, and summed over the optimizer steps of one generation batch it does not depend on gradient
-       accumulation or `steps_per_generation` (each step's share is exact when `steps_per_generation` divides
-       `gradient_accumulation_steps`, and right in expectation over TRL's shuffle otherwise).
+       processes, and averaged over the optimizer steps of one generation batch it does not depend on gradient
+       accumulation or `steps_per_generation` (each step's gradient is exact when `steps_per_generation` divides
+       `gradient_accumulation_steps`, and right in expectation over TRL's shuffle otherwise). The tokens are those
+       of the policy loss (`tool_mask` included), and the vLLM importance-sampling ratio applies where TRL applies
+       it to the policy loss (not with `loss_type="vespo"`).
     5. **Metrics** under `dsdr/` (see the docs' metrics page); `log_diversity=True` logs the diversity metrics also
        when `diversity_coef=0`, without changing the objective.
 
@@ -128,6 +144,8 @@ class DSDRTrainer(GRPOTrainer):
             raise TypeError(f"DSDRTrainer needs a DSDRConfig as `args`, got {kind}. Replace GRPOConfig with DSDRConfig.")
         if diversity_scorer is not None and not isinstance(diversity_scorer, DiversityScorer):
             raise TypeError(f"diversity_scorer must be a DiversityScorer, got {type(diversity_scorer).__name__}.")
+        # GRPOTrainer appends each environment's get_reward after the reward functions (and to the caller's list).
+        num_reward_funcs = 0 if reward_funcs is None else len(reward_funcs) if isinstance(reward_funcs, list) else 1
         super().__init__(
             model=model,
             reward_funcs=reward_funcs,
@@ -148,14 +166,12 @@ class DSDRTrainer(GRPOTrainer):
         if missing:
             raise _unsupported_trl(f"GRPOTrainer no longer sets {', '.join(missing)}")
         _refuse_fused_liger_loss(self)
-        self.correctness_reward_index = _resolve_correctness_reward(args.correctness_reward, self.reward_func_names)
-        if args.correctness_reward is None and len(self.reward_func_names) > 1 and self.accelerator.is_main_process:
-            logger.warning(
-                "DSDR: the reward %r (the first of %s) decides which completions are correct (Eq. 10, 11, 15). Set "
-                "DSDRConfig.correctness_reward to the name or index of another reward function to choose it instead.",
-                self.reward_func_names[0],
-                self.reward_func_names,
-            )
+        environment_columns = range(num_reward_funcs, len(self.reward_func_names))
+        choice = resolve_verifiers(args.correctness_reward, self.reward_func_names, environment_columns)
+        self.correctness_reward_indices = choice.indices
+        if self.accelerator.is_main_process:
+            self._announce_verifiers(choice)
+        self._verifier_warned = False
         self.reward_funcs = [
             func if isinstance(func, nn.Module) else _naming_errors(func, name)
             for func, name in zip(self.reward_funcs, self.reward_func_names)
@@ -170,6 +186,38 @@ class DSDRTrainer(GRPOTrainer):
 
     def _group_size(self) -> int:
         return self.num_generations if self.model.training else self.num_generations_eval
+
+    def _verifier_names(self) -> list[str]:
+        return [self.reward_func_names[i] for i in self.correctness_reward_indices]
+
+    def _announce_verifiers(self, choice: VerifierChoice) -> None:
+        """Logs which rewards decide correctness when there was a choice, and a verifier with reward weight 0."""
+        chosen = self._verifier_names()
+        if choice.guessed:
+            logger.warning(
+                "DSDR: none of the rewards %s is recognisably a verifier (an environment's get_reward, or a name with "
+                "accuracy, correct, verif, equiv, exact, pass, solved or success), so the first, %r, decides which "
+                "completions are correct (Eq. 10, 11, 15): only they get the diversity bonus and the entropy term. "
+                "If it does not check the answer, set DSDRConfig.correctness_reward to the reward that does.",
+                self.reward_func_names,
+                chosen[0],
+            )
+        elif self.args.correctness_reward is None and len(self.reward_func_names) > 1:
+            logger.warning(
+                "DSDR: the verifier that decides which completions are correct (Eq. 10, 11, 15) is %s, among the "
+                "rewards %s. Set DSDRConfig.correctness_reward to choose others.",
+                choice.reason,
+                self.reward_func_names,
+            )
+        unweighted = [name for i, name in zip(self.correctness_reward_indices, chosen) if self.reward_weights[i] == 0]
+        if unweighted:
+            logger.warning(
+                "DSDR: the verifier %s has reward weight 0: it still decides which completions are correct, but adds "
+                "nothing to the reward. With multi_objective_aggregation='normalize_then_sum' the diversity bonus, which "
+                "is added to the verifier's reward, is multiplied by that 0 and removed, while the coupling and the "
+                "local term stay. Give the verifier a weight > 0 in reward_weights.",
+                unweighted,
+            )
 
     # -- global scale: rewards, advantages, coupling ------------------------------------------------------------------
 
@@ -210,11 +258,13 @@ class DSDRTrainer(GRPOTrainer):
         mode = "train" if self.model.training else "eval"
         group_size = self._group_size()
         device = rewards_per_func.device
-        verifier = rewards_per_func[:, self.correctness_reward_index]
-        correct = verifier >= self.args.correctness_threshold  # NaN: False
+        threshold = self.args.correctness_threshold
+        verifier_rewards = rewards_per_func[:, list(self.correctness_reward_indices)]
+        correct = correct_rows(verifier_rewards, threshold)
+        self._check_verifiers(mode, verifier_rewards)
         # Only a scored batch with a global term changes the objective; log_diversity alone leaves it as it is.
         with_bonus = scores is not None and self.args.diversity_coef > 0
-        diversity = scores.combined.to(device) if with_bonus else torch.zeros_like(verifier)
+        diversity = scores.combined.to(device) if with_bonus else torch.zeros_like(correct, dtype=rewards_per_func.dtype)
 
         def add_bonus(rewards: torch.Tensor) -> torch.Tensor:  # Eq. 10
             if not with_bonus:
@@ -222,9 +272,17 @@ class DSDRTrainer(GRPOTrainer):
             return DF.augmented_rewards(rewards, correct, diversity, self.args.diversity_coef, self.args.diversity_clip)
 
         if self.multi_objective_aggregation == "normalize_then_sum":
+            # Each correct row's bonus goes to one column: the first listed verifier that calls it correct.
             columns = rewards_per_func.clone()
-            columns[:, self.correctness_reward_index] = add_bonus(verifier)
-            bonus = columns[:, self.correctness_reward_index] - verifier
+            without_bonus = correct.clone()
+            for index in self.correctness_reward_indices:
+                carries = without_bonus & (rewards_per_func[:, index] >= threshold)
+                if with_bonus:
+                    columns[:, index] = DF.augmented_rewards(
+                        rewards_per_func[:, index], carries, diversity, self.args.diversity_coef, self.args.diversity_clip
+                    )
+                without_bonus &= ~carries
+            bonus = (columns - rewards_per_func).nan_to_num().sum(dim=1)
             advantages = DF.normalized_sum_advantages(
                 columns, self.reward_weights.to(device), group_size, self.args.advantage_epsilon
             )
@@ -236,9 +294,9 @@ class DSDRTrainer(GRPOTrainer):
             advantages = DF.group_advantages(augmented, group_size, self.scale_rewards, self.args.advantage_epsilon)
         clipped = DF.clip_diversity(diversity, self.args.diversity_clip)
         temperature = self.args.coupling_temperature if with_bonus and self.args.coupling == "softmax" else 0.0
-        # A row whose tokens are all masked (mask_truncated_completions) takes no part in the loss: its share of the
-        # group's coupling weight goes to the correct rows that do.
-        in_loss = self.accelerator.gather(output["completion_mask"].sum(dim=1)) > 0
+        # A row whose tokens are all masked (mask_truncated_completions, or all tool output) takes no part in the
+        # loss: its share of the group's coupling weight goes to the correct rows that do.
+        in_loss = self.accelerator.gather(_loss_mask(output).sum(dim=1)) > 0
         weights = DF.coupling_weights(clipped, correct & in_loss, group_size, temperature)
 
         local_rows = output["advantages"].size(0)
@@ -246,7 +304,7 @@ class DSDRTrainer(GRPOTrainer):
         output["advantages"] = advantages[local]
         output["dsdr_coupling_weights"] = weights[local]
         # Every row carries the number of groups of its generation batch, which normalises J_local in the loss.
-        output["dsdr_num_groups"] = torch.full((local_rows,), verifier.numel() // group_size, device=device)
+        output["dsdr_num_groups"] = torch.full((local_rows,), correct.numel() // group_size, device=device)
 
         logged_advantages = self._logs["advantages"]  # TRL logged its own advantages for the completions table
         for _ in range(min(advantages.numel(), len(logged_advantages))):
@@ -257,6 +315,31 @@ class DSDRTrainer(GRPOTrainer):
         )
         return output
 
+    def _check_verifiers(self, mode: str, verifier_rewards: torch.Tensor) -> None:
+        """Logs the verifiers' health metrics; on the first training batch that shows a problem, warns once."""
+        checks = check_verifiers(verifier_rewards, self.args.correctness_threshold)
+        for name, value in verifier_metrics(checks, verifier_rewards).items():
+            self._metrics[mode][name].append(value)
+        if mode != "train" or self._verifier_warned:
+            return
+        problems = [(name, problem) for name, check in zip(self._verifier_names(), checks) if (problem := check.problem())]
+        if not problems:
+            return
+        self._verifier_warned = True
+        if self.accelerator.is_main_process:
+            logger.warning(
+                "DSDR: the verifier does not give pass/fail rewards at correctness_threshold=%s on the batch of step "
+                "%d: %s. DSDR's diversity bonus, coupling and entropy term act only on the rows it calls correct, "
+                "so they may act on the wrong rows, on none or on all (see dsdr/verifier_nonbinary, "
+                "dsdr/verifier_threshold_never_met and dsdr/verifier_threshold_always_met). Set DSDRConfig.correctness_reward to the reward(s) that "
+                "check the answer (now %s, among %s), or correctness_threshold to the value that means correct.",
+                self.args.correctness_threshold,
+                self.state.global_step,
+                "; ".join(f"{name!r}: {problem}" for name, problem in problems),
+                self._verifier_names(),
+                self.reward_func_names,
+            )
+
     def _log_global_metrics(self, mode, correct, bonus, advantages, weights, scores, seconds, group_size):
         metrics = self._metrics[mode]
         grouped_correct = correct.view(-1, group_size)
@@ -264,7 +347,9 @@ class DSDRTrainer(GRPOTrainer):
         metrics["dsdr/frac_correct"].append(correct.float().mean().item())
         metrics["dsdr/frac_all_correct_groups"].append(all_correct.float().mean().item())
         if all_correct.any():
-            has_signal = (advantages.view(-1, group_size)[all_correct] != 0).any(dim=1)
+            # A spread, not a non-zero value: normalize_then_sum's batch re-centring leaves ~1e-8 in constant groups.
+            grouped = advantages.view(-1, group_size)[all_correct]
+            has_signal = grouped.max(dim=1).values - grouped.min(dim=1).values > SIGNAL_TOLERANCE
             metrics["dsdr/frac_all_correct_groups_with_signal"].append(has_signal.float().mean().item())
         correct_per_group = grouped_correct.sum(dim=1)
         several = correct_per_group >= 2
@@ -308,14 +393,13 @@ class DSDRTrainer(GRPOTrainer):
                 "needs the per-token log-probabilities of the policy loss's own forward pass"
             )
         per_token_logps = captured[0]
-        mask = inputs["completion_mask"]
-        if "tool_mask" in inputs:
-            mask = mask * inputs["tool_mask"]
+        mask = _loss_mask(inputs)
         old_per_token_logps = inputs.get("old_per_token_logps")
         if old_per_token_logps is None:  # on-policy step: TRL uses the current log-probs, detached, as pi_old
             old_per_token_logps = per_token_logps.detach()
         sampling_correction = None
-        if self.use_vllm and self.vllm_importance_sampling_correction:
+        # Where TRL applies it to the policy loss: VESPO uses the ratio inside its own weights instead.
+        if self.use_vllm and self.vllm_importance_sampling_correction and self.loss_type != "vespo":
             sampling_correction = inputs["importance_sampling_ratio"]
         weights = inputs["dsdr_coupling_weights"]
         per_sequence = DF.local_entropy_objective(
@@ -339,6 +423,12 @@ class DSDRTrainer(GRPOTrainer):
         totals = self.accelerator.reduce(torch.stack([estimates.sum(), correct.sum().to(estimates.dtype)]), "sum")
         if totals[1] > 0:
             self._metrics[mode]["dsdr/local_entropy/correct_mean"].append((totals[0] / totals[1]).item())
+
+
+def _loss_mask(batch: dict) -> torch.Tensor:
+    """The tokens the policy loss uses, as TRL masks them: completion tokens that are not tool output."""
+    mask = batch["completion_mask"]
+    return mask * batch["tool_mask"] if "tool_mask" in batch else mask
 
 
 class RewardFunctionError(RuntimeError):
@@ -406,21 +496,3 @@ def _refuse_fused_liger_loss(trainer: GRPOTrainer) -> None:
             "log-probabilities the local entropy term (Eq. 15) needs. Set local_entropy_coef=0 or "
             "use_liger_kernel=False, or install trl>=1.14, where Liger patches only the layer kernels."
         )
-
-
-def _resolve_correctness_reward(setting: str | None, names: list[str]) -> int:
-    """Index of the verifier among the reward functions, from a name or an index (as a string from the CLI).
-
-    Unset: the first, which is the verifier of a single-reward script, the accuracy reward of the usual
-    accuracy-then-format list, and the environment's `get_reward` when the environment is the only reward source.
-    """
-    if setting is None:
-        return 0
-    if setting in names:
-        return names.index(setting)
-    if setting.lstrip("-").isdigit() and 0 <= int(setting) < len(names):
-        return int(setting)
-    raise ValueError(
-        f"DSDRConfig.correctness_reward={setting!r} is neither the name of a reward function {names} nor an index "
-        f"in 0..{len(names) - 1}."
-    )

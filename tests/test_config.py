@@ -46,7 +46,12 @@ POSITIVE = "a finite number > 0"
         ("diversity_clip", 0.0, POSITIVE),
         ("diversity_clip", -1.0, POSITIVE),
         ("advantage_epsilon", 0.0, POSITIVE),
-        ("correctness_threshold", NAN, "a finite number"),
+        ("correctness_threshold", NAN, POSITIVE),
+        ("correctness_threshold", 0.0, POSITIVE),
+        ("correctness_threshold", -1.0, POSITIVE),
+        ("correctness_reward", "accuracy,,format", "reward names or indices"),
+        ("correctness_reward", [], "reward names or indices"),
+        ("correctness_reward", 1.5, "reward names or indices"),
         ("coupling", "softmax2", "one of 'softmax', 'uniform'"),
         ("coupling", "", "one of 'softmax', 'uniform'"),
         ("formula_identity", "exact", "one of 'normalized', 'sympy'"),
@@ -95,8 +100,10 @@ def test_local_coefficient_up_to_the_threshold_is_silent(tmp_path, value):
         config(tmp_path, local_entropy_coef=value)
 
 
-def test_integer_correctness_reward_from_python_becomes_its_string_index(tmp_path):
+def test_correctness_reward_from_python_or_the_cli_becomes_a_comma_separated_string(tmp_path):
     assert config(tmp_path, correctness_reward=1).correctness_reward == "1"
+    assert config(tmp_path, correctness_reward=["accuracy_reward", 2]).correctness_reward == "accuracy_reward,2"
+    assert config(tmp_path, correctness_reward="MathEnv, CodeEnv").correctness_reward == "MathEnv,CodeEnv"
 
 
 def non_default_dsdr_settings() -> dict:

@@ -81,7 +81,7 @@ def assert_dsdr_metrics(trainer, terms: dict, prefix: str = "") -> None:
 
 def assert_verifier_is(trainer, name: str) -> None:
     """With a binary verifier that never returns None, the fraction of correct rows is the verifier's mean reward."""
-    assert trainer.reward_func_names[trainer.correctness_reward_index] == name
+    assert [trainer.reward_func_names[i] for i in trainer.correctness_reward_indices] == [name]
     for record in trainer.state.log_history:
         if "dsdr/frac_correct" in record:
             assert record["dsdr/frac_correct"] == pytest.approx(record[f"rewards/{name}/mean"])
@@ -106,7 +106,7 @@ def test_several_weighted_reward_functions_some_returning_none(tmp_path, terms, 
         trainer = train(
             tmp_path, terms, [digit_reward, sometimes_none_reward, length_reward], reward_weights=[1.0, 0.5, 0.2]
         )
-    assert sum("'digit_reward' (the first of" in r.getMessage() for r in caplog.records) == 1
+    assert sum("so the first, 'digit_reward', decides" in r.getMessage() for r in caplog.records) == 1
     assert_verifier_is(trainer, "digit_reward")
     assert_dsdr_metrics(trainer, terms)
     assert any("rewards/sometimes_none_reward/mean" in r for r in trainer.state.log_history)
@@ -168,7 +168,8 @@ def test_the_environment_owns_the_reward(tmp_path, terms, tool_calling_tokenizer
         trainer_kwargs={"environment_factory": ParityEnvironment},
     )
     assert trainer.reward_func_names[-1] == "ParityEnvironment"
-    assert_verifier_is(trainer, "ParityEnvironment" if reward_funcs is None else "digit_reward")
+    # TRL appends the environment's reward after the functions; it is the verifier wherever it stands.
+    assert_verifier_is(trainer, "ParityEnvironment")
     assert_dsdr_metrics(trainer, terms)
 
 
@@ -360,6 +361,31 @@ def test_rows_masked_out_of_the_loss_get_no_coupling_weight(tmp_path, minilm_pat
     assert torch.all(weights[~in_loss] == 0) and torch.all(weights[in_loss] > 0)
     for group_weights, group_in_loss in zip(weights.view(-1, 4), in_loss.view(-1, 4)):
         assert group_weights.sum().item() == pytest.approx(1.0 if group_in_loss.any() else 0.0)
+
+
+def test_rows_whose_tokens_are_all_tool_output_get_no_coupling_weight(tmp_path, monkeypatch):
+    """The rows that take part in the loss are those with a token the policy loss uses (completion_mask * tool_mask):
+    a row whose tokens are all tool output gets no weight, and its group's weight goes to the others."""
+    generate_and_score = GRPOTrainer._generate_and_score_completions
+
+    def with_tool_output_rows(self, inputs):
+        output = generate_and_score(self, inputs)
+        output["tool_mask"] = torch.ones_like(output["completion_mask"])
+        output["tool_mask"][[0, 5]] = 0
+        return output
+
+    monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", with_tool_output_rows)
+    model, tokenizer = build_tiny_model_and_tokenizer()
+    trainer = DSDRTrainer(
+        model=model, reward_funcs=lambda completions, **kw: [1.0] * len(completions),
+        args=tiny_args(DSDRConfig, tmp_path, diversity_coef=0.0), train_dataset=prompt_dataset(),
+        processing_class=tokenizer,
+    )
+    trainer.model.train()
+    batch = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
+    assert torch.all(batch["completion_mask"].sum(dim=1) > 0)  # masked by tool_mask alone
+    third = pytest.approx(1 / 3)
+    assert batch["dsdr_coupling_weights"].tolist() == [0.0, third, third, third, third, 0.0, third, third]
 
 
 # -- the local term's scaling through TRL's shuffle and gradient accumulation --------------------------------------

@@ -135,26 +135,34 @@ def test_conversational_prompts_with_lora_and_two_reward_functions(tmp_path, min
     trainer.train()
     changed = [n for n, p in trainer.model.named_parameters() if "lora_B" in n and not torch.equal(p, adapters[n])]
     assert changed, "the LoRA adapter did not train"
-    assert trainer.correctness_reward_index == 0
+    assert trainer.correctness_reward_indices == (0,)
     assert any("dsdr/coupling_entropy" in record or "dsdr/frac_correct" in record for record in trainer.state.log_history)
 
 
-def test_all_correct_groups_keep_a_learning_signal(tmp_path, minilm_path):
-    """Prop. C.4: the verifier is constant in all-correct groups, yet the bonus gives non-zero advantages."""
+@pytest.mark.parametrize("aggregation", ["sum_then_normalize", "normalize_then_sum"])
+@pytest.mark.parametrize("diversity_coef", [0.001, 0.0], ids=["dsdr", "grpo"])
+def test_all_correct_groups_keep_a_learning_signal(tmp_path, minilm_path, aggregation, diversity_coef):
+    """Prop. C.4: the verifier is constant in all-correct groups, yet the bonus gives them a spread of advantages.
+    Without the bonus (GRPO) they have none, even where normalize_then_sum's batch re-centring shifts them by ~1e-8
+    (the other group, 3 correct of 4, has a mean that float32 does not re-centre to exactly 0)."""
     model, tokenizer = build_tiny_model_and_tokenizer()
-    args = tiny_args(DSDRConfig, tmp_path, semantic_model=minilm_path, max_steps=1)
+    args = tiny_args(
+        DSDRConfig, tmp_path, semantic_model=minilm_path, max_steps=1, diversity_coef=diversity_coef,
+        multi_objective_aggregation=aggregation,
+    )
     trainer = DSDRTrainer(
         model=model,
-        reward_funcs=lambda completions, **kw: [1.0] * len(completions),
+        reward_funcs=lambda completions, **kw: [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
         args=args,
         train_dataset=prompt_dataset(),
         processing_class=tokenizer,
     )
     trainer.train()
     record = trainer.state.log_history[0]
-    assert record["dsdr/frac_all_correct_groups"] == 1.0
-    assert record["dsdr/frac_all_correct_groups_with_signal"] == 1.0
-    assert record["frac_reward_zero_std"] == 1.0  # TRL's own view: the verifier alone gives no signal
+    assert record["dsdr/frac_all_correct_groups"] == 0.5
+    assert record["dsdr/frac_all_correct_groups_with_signal"] == (1.0 if diversity_coef > 0 else 0.0)
+    if aggregation == "sum_then_normalize":  # TRL's own view: the verifier alone gives that group no signal
+        assert record["frac_reward_zero_std"] == 0.5
 
 
 def test_coupling_weights_travel_with_their_rows(tmp_path, minilm_path):
@@ -253,20 +261,50 @@ def expected_local_gradient(trainer, batch: dict) -> torch.Tensor:
     return torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.grad is not None]).clone()
 
 
-@pytest.mark.parametrize("loss_type", ["dapo", "grpo", "dr_grpo"])
-def test_local_term_gradient_is_independent_of_micro_batching(tmp_path, loss_type):
+def local_term_trainer_and_batch(tmp_path, loss_type: str):
+    """A trainer with the local term alone (lambda_l = 0.5) in training mode, and a synthetic generation batch."""
     model, tokenizer = build_tiny_model_and_tokenizer()
     args = tiny_args(DSDRConfig, tmp_path, diversity_coef=0.0, local_entropy_coef=0.5, loss_type=loss_type)
     trainer = DSDRTrainer(
         model=model, reward_funcs=digit_reward, args=args, train_dataset=prompt_dataset(), processing_class=tokenizer
     )
     trainer.model.train()
-    batch = with_old_logps(trainer, synthetic_generation_batch(tokenizer))
+    return trainer, with_old_logps(trainer, synthetic_generation_batch(tokenizer))
+
+
+@pytest.mark.parametrize("loss_type", ["dapo", "grpo", "dr_grpo"])
+def test_local_term_gradient_is_independent_of_micro_batching(tmp_path, loss_type):
+    trainer, batch = local_term_trainer_and_batch(tmp_path, loss_type)
     expected = expected_local_gradient(trainer, batch)
     assert expected.abs().max() > 1e-4
     torch.testing.assert_close(local_term_gradient(trainer, batch, 8), expected, atol=1e-7, rtol=1e-5)
     torch.testing.assert_close(local_term_gradient(trainer, batch, 4), expected, atol=1e-7, rtol=1e-5)
     torch.testing.assert_close(local_term_gradient(trainer, batch, 2), expected, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "vespo"])
+def test_vllm_importance_sampling_ratio_reaches_the_local_term_where_trl_applies_it(tmp_path, loss_type):
+    """TRL multiplies the policy loss by vLLM's importance-sampling ratio, except with VESPO (whose weights use it
+    inside): the local term does the same. The loss is GRPOTrainer's on the same batch, minus lambda_l * J_local."""
+    trainer, batch = local_term_trainer_and_batch(tmp_path, loss_type)
+    ratio = 0.5 + torch.rand(batch["completion_ids"].shape, generator=torch.Generator().manual_seed(1))
+    batch["importance_sampling_ratio"] = ratio
+    trainer.use_vllm, trainer.vllm_importance_sampling_correction = True, True  # as a vLLM run sets them
+    trainer.current_gradient_accumulation_steps = 1  # as training sets it
+    with torch.no_grad():
+        dsdr_loss = trainer._compute_loss(trainer.model, batch)
+        grpo_loss = GRPOTrainer._compute_loss(trainer, trainer.model, batch)
+        logps = policy_logps(trainer, batch)
+
+    def local_objective(sampling_correction):
+        return DF.local_entropy_objective(
+            logps, batch["old_per_token_logps"], batch["completion_mask"], batch["dsdr_coupling_weights"],
+            sampling_correction,
+        ).sum() / batch["dsdr_num_groups"][0]
+
+    applied = local_objective(None if loss_type == "vespo" else ratio)
+    assert not torch.isclose(local_objective(ratio), local_objective(None))  # the ratio matters on this batch
+    torch.testing.assert_close(dsdr_loss, grpo_loss - 0.5 * applied)
 
 
 # -- construction errors -------------------------------------------------------------------------------------------
@@ -286,19 +324,32 @@ def test_needs_a_dsdr_config(tmp_path):
 
 def test_correctness_reward_resolution(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="dsdr_trl.trainer"):
-        assert build(tmp_path, reward_funcs=[digit_reward, length_reward]).correctness_reward_index == 0
-    chosen = [r.getMessage() for r in caplog.records if "decides which completions are correct" in r.getMessage()]
-    assert len(chosen) == 1 and "'digit_reward' (the first of ['digit_reward', 'length_reward'])" in chosen[0]
-    assert "DSDRConfig.correctness_reward" in chosen[0]
+        assert build(tmp_path, reward_funcs=[digit_reward, length_reward]).correctness_reward_indices == (0,)
+    guessed = [r.getMessage() for r in caplog.records if "is recognisably a verifier" in r.getMessage()]
+    assert len(guessed) == 1 and "['digit_reward', 'length_reward']" in guessed[0]
+    assert "so the first, 'digit_reward', decides" in guessed[0] and "DSDRConfig.correctness_reward" in guessed[0]
     caplog.clear()
     with caplog.at_level("WARNING", logger="dsdr_trl.trainer"):
         build(tmp_path, reward_funcs=digit_reward)
         build(tmp_path, reward_funcs=[digit_reward, length_reward], correctness_reward="digit_reward")
-    assert not [r for r in caplog.records if "decides which completions are correct" in r.getMessage()]
+    assert not [r for r in caplog.records if "completions are correct" in r.getMessage()]
     with pytest.raises(ValueError, match="neither the name"):
         build(tmp_path, reward_funcs=[digit_reward, length_reward], correctness_reward="accuracy")
-    assert build(tmp_path, reward_funcs=[digit_reward, length_reward], correctness_reward="1").correctness_reward_index == 1
-    assert build(tmp_path, reward_funcs=[digit_reward, length_reward], correctness_reward="length_reward").correctness_reward_index == 1
+    assert build(tmp_path, reward_funcs=[digit_reward, length_reward], correctness_reward="1").correctness_reward_indices == (1,)
+    both = build(tmp_path, reward_funcs=[digit_reward, length_reward], correctness_reward="length_reward,digit_reward")
+    assert both.correctness_reward_indices == (1, 0)
+
+
+def test_a_verifier_with_reward_weight_zero_is_reported(tmp_path, caplog):
+    def exact_answer_reward(completions, **kwargs):
+        return digit_reward(completions)
+
+    with caplog.at_level("WARNING", logger="dsdr_trl.trainer"):
+        trainer = build(tmp_path, reward_funcs=[length_reward, exact_answer_reward], reward_weights=[1.0, 0.0])
+    assert trainer.correctness_reward_indices == (1,)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("correct (Eq. 10, 11, 15) is 'exact_answer_reward' (named as a verifier)" in m for m in messages)
+    assert any("the verifier ['exact_answer_reward'] has reward weight 0" in m and "normalize_then_sum" in m for m in messages)
 
 
 def test_unloadable_encoder_names_the_setting(tmp_path):

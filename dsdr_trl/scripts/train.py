@@ -78,7 +78,8 @@ class ScriptArguments:
         default_factory=lambda: ["math_accuracy"],
         metadata={
             "help": f"Reward functions: {', '.join(REWARD_FUNCTIONS)}, or an import path 'package.module:function' "
-            "(or 'package.module.function'). With several, set correctness_reward to the verifier's name."
+            "(or 'package.module.function'). DSDR's terms act on the completions the verifier calls correct: see "
+            "--correctness_reward below."
         },
     )
 
@@ -205,6 +206,16 @@ on the command line, which wins (`--field value`; `--field-name` works as well a
 
 Data and rewards:
 {script_fields}
+
+Which completions are correct (DSDR's bonus, coupling and entropy term act on them only):
+  --correctness_reward   the verifier(s): reward names or indices, comma-separated (e.g. math_accuracy_reward). A
+                         completion is correct when a verifier that applies to it (does not return None) reaches
+                         --correctness_threshold (default 1.0, must be > 0). Unset: every reward named as a verifier
+                         (math_accuracy, names with accuracy, correct, verif, equiv, exact, pass, solved, success)
+                         in any order, else the only reward, else the first with a warning. A verifier that is not
+                         pass/fail at the threshold (not 0/1, or a threshold above 1) is reported at the first step
+                         that shows it, with whether the threshold is never or always met (a warning and the
+                         dsdr/verifier_* metrics).
 
 {dsdr_fields}
 
