@@ -72,9 +72,21 @@ def test_eval_flags_take_both_spellings_and_all_have_help():
 
 def test_eval_stops_in_one_line_when_a_benchmark_is_nowhere(tmp_path, capsys):
     # conftest sets HF_HUB_OFFLINE=1: no local copy and no Hub, so no model is loaded and nothing is retried.
-    argv = ["eval", "--models", "unused", "--benchmarks", "math500", "--output-dir", str(tmp_path / "out"),
-            "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    argv = ["eval", "--models", str(tmp_path), "--benchmarks", "math500", "--output-dir", str(tmp_path / "out"),
+            "--data-dir", str(tmp_path / "data"), "--encoder", "none"]  # fmt: skip
     assert cli.main(argv) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and error.startswith("dsdr-trl eval: ")
     assert f"{tmp_path / 'data'}/benchmarks/math500/test.jsonl" in error and "--data-dir" in error
+    assert not (tmp_path / "out").exists()  # and no empty output folder is left behind
+
+
+@pytest.mark.parametrize("model", ["runs/dsdr/checkpoint-500", "someone/model"])
+def test_eval_names_a_missing_model_and_writes_nothing(tmp_path, capsys, model):
+    # conftest sets HF_HUB_OFFLINE=1: a Hub id must be in the cache, and someone/model is not.
+    argv = ["eval", "--models", model, "--benchmarks", "math500", "--output-dir", str(tmp_path / "out")]
+    assert cli.main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith(f"dsdr-trl eval: --models {model}: no such folder")
+    assert not (tmp_path / "out").exists()
+
