@@ -35,6 +35,30 @@ def test_help_imports_nothing_heavy(argv):
     assert (status, imported) == (0, [])
 
 
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["train", "--config", "tiny_cpu", "--divresity_coef", "0.1"],
+         "dsdr-trl train: unknown option --divresity_coef; did you mean --diversity_coef?"),
+        (["train", "--config", "tiny_cpu", "--model_name_or_path", "runs/a/checkpoint-5"],
+         "dsdr-trl train: --model_name_or_path runs/a/checkpoint-5: no such folder"),
+        (["eval", "--models", "runs/a/checkpoint-5", "--output-dir", "unused"],
+         "dsdr-trl eval: --models runs/a/checkpoint-5: no such folder"),
+    ],
+)  # fmt: skip
+def test_a_wrong_option_or_path_is_one_line_before_anything_heavy_loads(argv, error, tmp_path):
+    code = (
+        "import json, sys\n"
+        "from dsdr_trl.scripts import cli\n"
+        f"status = cli.main({argv!r})\n"
+        f"print(json.dumps([status, sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules)]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert json.loads(result.stdout) == [2, []]
+    assert result.stderr.startswith(error) and result.stderr.count("\n") == 1
+    assert not (tmp_path / "unused").exists()
+
+
 def test_version_is_the_installed_distribution_version(capsys):
     assert cli.main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"dsdr-trl {dsdr_trl.__version__}" == f"dsdr-trl {version('dsdr-trl')}"

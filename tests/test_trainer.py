@@ -256,7 +256,8 @@ def expected_local_gradient(trainer, batch: dict) -> torch.Tensor:
 @pytest.mark.parametrize("loss_type", ["dapo", "grpo", "dr_grpo"])
 def test_local_term_gradient_is_independent_of_micro_batching(tmp_path, loss_type):
     model, tokenizer = build_tiny_model_and_tokenizer()
-    args = tiny_args(DSDRConfig, tmp_path, diversity_coef=0.0, local_entropy_coef=0.5, loss_type=loss_type)
+    with pytest.warns(UserWarning, match="above 0.01"):  # a large coefficient on purpose: a gradient well above noise
+        args = tiny_args(DSDRConfig, tmp_path, diversity_coef=0.0, local_entropy_coef=0.5, loss_type=loss_type)
     trainer = DSDRTrainer(
         model=model, reward_funcs=digit_reward, args=args, train_dataset=prompt_dataset(), processing_class=tokenizer
     )

@@ -84,19 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the evaluation; prints the Markdown table and returns 0 (2 when a benchmark cannot be found)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    encoder = None if args.encoder.lower() == "none" else args.encoder
-    try:  # before anything loads or is written
-        for model in args.models:
-            check_model(model, "--models")
-        if encoder:
-            encoder, substitution = resolve_encoder(encoder, "--encoder")
-            if substitution:
-                note(f"dsdr-trl eval: {substitution}.")
-    except PreflightError as error:
-        print(f"dsdr-trl eval: {error}", file=sys.stderr)
-        return 2
     from ..data import DataUnavailableError
-    from ..evaluation import TABLE_FILE, default_ks, run_evaluation
+    from ..evaluation import TABLE_FILE, default_ks
 
     try:
         protocol = EvaluationProtocol(
@@ -111,6 +100,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as error:
         parser.error(str(error))
+    encoder = None if args.encoder.lower() == "none" else args.encoder
+    try:  # before anything loads or is written
+        for model in args.models:
+            check_model(model, "--models")
+        if encoder:
+            encoder, substitution = resolve_encoder(encoder, "--encoder")
+            if substitution:
+                note(f"dsdr-trl eval: {substitution}.")
+    except PreflightError as error:
+        print(f"dsdr-trl eval: {error}", file=sys.stderr)
+        return 2
+    from ..evaluation import run_evaluation  # torch, transformers and the grader: seconds
+
     output_dir = Path(args.output_dir)
     new_output_dir = not output_dir.exists()
     try:
