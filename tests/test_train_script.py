@@ -196,6 +196,16 @@ def test_a_missing_input_is_named_in_one_line_before_anything_loads(tmp_path, mo
     assert error.count("\n") == 1 and error.startswith(f"dsdr-trl train: {named}")
 
 
+def test_online_a_model_the_hub_does_not_have_is_named(monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(preflight, "hub_offline_reason", lambda: None)  # the Hub answers
+    monkeypatch.setattr(huggingface_hub, "repo_exists", lambda repo_id: repo_id == "Qwen/Qwen3-1.7B")
+    preflight.check_model("Qwen/Qwen3-1.7B", "--model_name_or_path")
+    with pytest.raises(PreflightError, match="--model_name_or_path Qwen/Qwen3-1.7b-typo: no such folder here, nor a"):
+        preflight.check_model("Qwen/Qwen3-1.7b-typo", "--model_name_or_path")
+
+
 def test_offline_the_default_encoder_is_the_packaged_copy_of_the_same_model(minilm_path, monkeypatch):
     import dsdr_trl.recipes.tiny
 

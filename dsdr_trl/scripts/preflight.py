@@ -116,9 +116,19 @@ def in_hub_cache(repo_id: str) -> bool:
     return any(isinstance(try_to_load_from_cache(repo_id, name), str) for name in ("config.json", "adapter_config.json"))
 
 
+def on_the_hub(repo_id: str) -> bool:
+    """Whether the Hub has the repository (True when it cannot tell: then the loader says what is wrong)."""
+    from huggingface_hub import repo_exists
+
+    try:
+        return repo_exists(repo_id)
+    except Exception:  # a server or network error is not what this check reports
+        return True
+
+
 def check_model(value: str | None, option: str) -> None:
-    """A `PreflightError` unless the model `value` is a local folder, a Hub id with the Hub in reach, or (offline) a
-    Hub id in the cache."""
+    """A `PreflightError` unless the model `value` is a local folder, a Hub id the Hub has, or (offline) a Hub id in
+    the cache."""
     if not value:
         raise PreflightError(f"no model: set {option} (on the command line or in the recipe).")
     if Path(value).exists():
@@ -128,6 +138,10 @@ def check_model(value: str | None, option: str) -> None:
     if not is_hub_id(value):
         raise PreflightError(f"{option} {value}: no such folder (in {Path.cwd()}), and not a Hub id either.")
     reason = hub_offline_reason()
+    if reason is None and not on_the_hub(value):
+        raise PreflightError(
+            f"{option} {value}: no such folder here, nor a model on the Hub (a private one needs `hf auth login`)."
+        )
     if reason is not None and not in_hub_cache(value):
         raise PreflightError(
             f"{option} {value}: no such folder here, and the Hub is out of reach ({reason}) with no copy in its "
