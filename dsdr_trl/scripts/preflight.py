@@ -1,7 +1,7 @@
 """What `dsdr-trl train` and `dsdr-trl eval` check before they load anything heavy, each failure in one line: every
 option is one the parser knows, and every model, encoder and data file is on this machine or obtainable.
 
-Models and encoders are obtainable when they are local folders, when the Hugging Face Hub answers, or (offline) when
+Models and encoders are obtainable when they are local folders, when the Hugging Face Hub has them, or (offline) when
 they are in the Hub cache. Offline means `HF_HUB_OFFLINE=1`, or a Hub that does not answer within
 `HUB_PROBE_TIMEOUT_S`: then the rest of the run is offline too, so that no library spends a minute retrying.
 
@@ -64,8 +64,9 @@ def upstream_option_names() -> set[str] | None:
 
 def unknown_option_message(given: Iterable[str], known: Collection[str], source: str = "", dashes: str = "--") -> str | None:
     """One line naming the first of the `given` option names (without `--`; recipe fields when `source` says where
-    from) that no parser accepts, with the closest known one; None when all are accepted. Permissive, as it must never refuse what the parser accepts: `-` and `_`
-    are the same, `--no_x` may be a boolean field's complement, and a prefix of an option may stand for it."""
+    from) that no parser accepts, with the closest known one; None when all are accepted. Permissive, as it must
+    never refuse what the parser accepts: `-` and `_` are the same, `--no_x` may be a boolean field's complement, and
+    a prefix of an option may stand for it."""
     spellings = {name.replace("-", "_") for name in known}
     spellings |= {f"no_{name}" for name in spellings}
     for name in given:
@@ -156,7 +157,7 @@ def resolve_encoder(value: str, option: str) -> tuple[str, str | None]:
     try:
         check_model(value, option)
     except PreflightError as error:
-        if value != DEFAULT_ENCODER:
+        if value != DEFAULT_ENCODER or hub_offline_reason() is None:
             raise
         from ..recipes.tiny import offline_minilm_path
 
