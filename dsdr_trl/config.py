@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig
 
+from ._console import silence_upstream_deprecations
 from .formulas import FORMULA_IDENTITIES
 
 COUPLINGS = ("softmax", "uniform")
@@ -223,6 +224,7 @@ class DSDRConfig(GRPOConfig):
         saved_steps_per_generation = None
         if self.generation_batch_size is not None and self.steps_per_generation is not None:
             saved_steps_per_generation, self.steps_per_generation = self.steps_per_generation, None
+        silence_upstream_deprecations()  # TRL's gradient_checkpointing=True default makes transformers warn
         super().__post_init__()
         if saved_steps_per_generation not in (None, self.steps_per_generation):
             raise ValueError(

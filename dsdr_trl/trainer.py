@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import textwrap
 import time
 import warnings
 from typing import Any
@@ -21,6 +22,7 @@ from packaging.version import Version
 from torch import nn
 from trl import GRPOConfig, GRPOTrainer
 
+from . import _console, _files
 from . import functional as DF
 from .config import DSDRConfig
 from .rewards import completion_text
@@ -115,6 +117,17 @@ class DSDRTrainer(GRPOTrainer):
 
     _tag_names = ["trl", "grpo", "dsdr"]
     _name = "DSDR"
+    _paper = {  # the paper a model card (`create_model_card`, `push_to_hub`) cites
+        "title": "DSDR: Dual-Scale Diversity Regularization for Exploration in LLM Reasoning",
+        "id": "2602.19895",
+        "citation": textwrap.dedent("""\
+            @article{wan2026dsdr,
+                title        = {{DSDR: Dual-Scale Diversity Regularization for Exploration in LLM Reasoning}},
+                author       = {Wan and Shen and Dou and others},
+                year         = 2026,
+                eprint       = {arXiv:2602.19895},
+            }"""),
+    }
 
     def __init__(
         self,
@@ -162,6 +175,7 @@ class DSDRTrainer(GRPOTrainer):
             rollout_func=rollout_func,
             environment_factory=environment_factory,
         )
+        _console.use_compact_log(self)  # one line per logged step on the console; the full dict goes to the logs
         missing = [name for name in _TRAINER_ATTRIBUTES if not hasattr(self, name)]
         if missing:
             raise _unsupported_trl(f"GRPOTrainer no longer sets {', '.join(missing)}")
@@ -183,6 +197,11 @@ class DSDRTrainer(GRPOTrainer):
             warnings.warn("diversity_scorer is unused: diversity_coef=0 turns the global diversity term off.")
         self._dsdr_rewards: tuple[torch.Tensor, DiversityScores | None, float] | None = None
         self._dsdr_logps: list[torch.Tensor] | None = None
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False):
+        super().save_model(output_dir, _internal_call)
+        if self.is_world_process_zero():
+            _files.follow_umask(output_dir or self.args.output_dir)
 
     def _group_size(self) -> int:
         return self.num_generations if self.model.training else self.num_generations_eval

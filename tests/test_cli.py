@@ -35,6 +35,30 @@ def test_help_imports_nothing_heavy(argv):
     assert (status, imported) == (0, [])
 
 
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["train", "--config", "tiny_cpu", "--divresity_coef", "0.1"],
+         "dsdr-trl train: unknown option --divresity_coef; did you mean --diversity_coef?"),
+        (["train", "--config", "tiny_cpu", "--model_name_or_path", "runs/a/checkpoint-5"],
+         "dsdr-trl train: --model_name_or_path runs/a/checkpoint-5: no such folder"),
+        (["eval", "--models", "runs/a/checkpoint-5", "--output-dir", "unused"],
+         "dsdr-trl eval: --models runs/a/checkpoint-5: no such folder"),
+    ],
+)  # fmt: skip
+def test_a_wrong_option_or_path_is_one_line_before_anything_heavy_loads(argv, error, tmp_path):
+    code = (
+        "import json, sys\n"
+        "from dsdr_trl.scripts import cli\n"
+        f"status = cli.main({argv!r})\n"
+        f"print(json.dumps([status, sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules)]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert json.loads(result.stdout) == [2, []]
+    assert result.stderr.startswith(error) and result.stderr.count("\n") == 1
+    assert not (tmp_path / "unused").exists()
+
+
 def test_version_is_the_installed_distribution_version(capsys):
     assert cli.main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"dsdr-trl {dsdr_trl.__version__}" == f"dsdr-trl {version('dsdr-trl')}"
@@ -72,9 +96,21 @@ def test_eval_flags_take_both_spellings_and_all_have_help():
 
 def test_eval_stops_in_one_line_when_a_benchmark_is_nowhere(tmp_path, capsys):
     # conftest sets HF_HUB_OFFLINE=1: no local copy and no Hub, so no model is loaded and nothing is retried.
-    argv = ["eval", "--models", "unused", "--benchmarks", "math500", "--output-dir", str(tmp_path / "out"),
-            "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    argv = ["eval", "--models", str(tmp_path), "--benchmarks", "math500", "--output-dir", str(tmp_path / "out"),
+            "--data-dir", str(tmp_path / "data"), "--encoder", "none"]  # fmt: skip
     assert cli.main(argv) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and error.startswith("dsdr-trl eval: ")
     assert f"{tmp_path / 'data'}/benchmarks/math500/test.jsonl" in error and "--data-dir" in error
+    assert not (tmp_path / "out").exists()  # and no empty output folder is left behind
+
+
+@pytest.mark.parametrize("model", ["runs/dsdr/checkpoint-500", "someone/model"])
+def test_eval_names_a_missing_model_and_writes_nothing(tmp_path, capsys, model):
+    # conftest sets HF_HUB_OFFLINE=1: a Hub id must be in the cache, and someone/model is not.
+    argv = ["eval", "--models", model, "--benchmarks", "math500", "--output-dir", str(tmp_path / "out")]
+    assert cli.main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith(f"dsdr-trl eval: --models {model}: no such folder")
+    assert not (tmp_path / "out").exists()
+

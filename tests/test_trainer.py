@@ -264,7 +264,8 @@ def expected_local_gradient(trainer, batch: dict) -> torch.Tensor:
 def local_term_trainer_and_batch(tmp_path, loss_type: str):
     """A trainer with the local term alone (lambda_l = 0.5) in training mode, and a synthetic generation batch."""
     model, tokenizer = build_tiny_model_and_tokenizer()
-    args = tiny_args(DSDRConfig, tmp_path, diversity_coef=0.0, local_entropy_coef=0.5, loss_type=loss_type)
+    with pytest.warns(UserWarning, match="above 0.01"):  # a large coefficient on purpose: a gradient well above noise
+        args = tiny_args(DSDRConfig, tmp_path, diversity_coef=0.0, local_entropy_coef=0.5, loss_type=loss_type)
     trainer = DSDRTrainer(
         model=model, reward_funcs=digit_reward, args=args, train_dataset=prompt_dataset(), processing_class=tokenizer
     )

@@ -7,6 +7,7 @@ A name is the file's path below this package without `.yaml`. `dsdr-trl recipes 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 RECIPES_DIR = Path(__file__).resolve().parent
@@ -26,6 +27,21 @@ def recipe_path(name: str) -> Path:
 
 
 def recipe_title(name: str) -> str:
-    """The first line of the recipe's leading comment: what it is."""
-    first_line = recipe_path(name).read_text(encoding="utf-8").splitlines()[0]
-    return first_line.removeprefix("#").strip() if first_line.startswith("#") else ""
+    """What the recipe is: the first sentence of its leading comment (see `first_sentence`)."""
+    return first_sentence(recipe_path(name).read_text(encoding="utf-8"))
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of the comment that `text` begins with: its first line, continued on the next lines while
+    a line ends in `,`, `;` or `:`, and cut at a full stop followed by a capital (not "Sec. 3.2")."""
+    comment = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        comment.append(line.removeprefix("#").strip())
+    if not comment:
+        return ""
+    sentence, rest = comment[0], comment[1:]
+    while sentence.endswith((",", ";", ":")) and rest:
+        sentence = f"{sentence} {rest.pop(0)}"
+    return re.split(r"(?<=\.)\s+(?=[A-Z])", sentence)[0]

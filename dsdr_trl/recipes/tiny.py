@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._files import follow_umask
 from ..data import BOXED_INSTRUCTION
 
 if TYPE_CHECKING:
@@ -168,6 +169,7 @@ def write_tiny_setup(directory: str | Path) -> tuple[Path, Path]:
     model = build_model(tokenizer)
     warm_up(model, tokenizer)
     model.save_pretrained(directory / MODEL_DIR)
+    follow_umask(directory / MODEL_DIR)
     tokenizer.save_pretrained(directory / MODEL_DIR)
     rows = "".join(json.dumps({"prompt": user_message(p), "solution": a}) + "\n" for p, a, _ in PROBLEMS)
     (directory / DATA_FILE).write_text(rows, encoding="utf-8")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..data import BENCHMARKS, DATA_DIR_ENV
 from ..evaluation import DEFAULT_ENCODER, EvaluationProtocol  # the light part of the package: no torch for --help
+from .preflight import PreflightError, check_model, note, resolve_encoder
 
 PAPER = EvaluationProtocol()  # the paper's protocol (Sec. 4.1, Table 3)
 
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from ..data import DataUnavailableError
-    from ..evaluation import TABLE_FILE, default_ks, run_evaluation
+    from ..evaluation import TABLE_FILE, default_ks
 
     try:
         protocol = EvaluationProtocol(
@@ -99,6 +100,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as error:
         parser.error(str(error))
+    encoder = None if args.encoder.lower() == "none" else args.encoder
+    try:  # before anything loads or is written
+        for model in args.models:
+            check_model(model, "--models")
+        if encoder:
+            encoder, substitution = resolve_encoder(encoder, "--encoder")
+            if substitution:
+                note(f"dsdr-trl eval: {substitution}.")
+    except PreflightError as error:
+        print(f"dsdr-trl eval: {error}", file=sys.stderr)
+        return 2
+    from ..evaluation import run_evaluation  # torch, transformers and the grader: seconds
+
+    output_dir = Path(args.output_dir)
+    new_output_dir = not output_dir.exists()
     try:
         run_evaluation(
             args.models,
@@ -112,11 +128,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             limit=args.limit,
             data_dir=args.data_dir,
             system_prompt=args.system_prompt,
-            encoder=None if args.encoder.lower() == "none" else args.encoder,
+            encoder=encoder,
             show_progress=not args.no_progress,
         )
     except DataUnavailableError as error:
         print(f"dsdr-trl eval: {error}", file=sys.stderr)
         return 2
-    print((Path(args.output_dir) / TABLE_FILE).read_text(encoding="utf-8"))
+    finally:  # a run that failed before writing anything leaves no empty folder behind
+        if new_output_dir and output_dir.is_dir() and not any(output_dir.iterdir()):
+            output_dir.rmdir()
+    print((output_dir / TABLE_FILE).read_text(encoding="utf-8"))
     return 0

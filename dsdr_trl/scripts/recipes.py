@@ -65,15 +65,12 @@ def tiny_setup(directory: Path) -> int:
     """Write the tiny_cpu recipe's inputs into `directory` and print the command that trains from them."""
     from transformers.utils import logging as transformers_logging
 
-    from ..recipes.tiny import offline_minilm_path, write_tiny_setup
+    from .._console import silence_upstream_deprecations
+    from ..recipes.tiny import write_tiny_setup
 
     transformers_logging.disable_progress_bar()  # a bar for writing a 1 MB model is noise
+    silence_upstream_deprecations()
     directory.mkdir(parents=True, exist_ok=True)
     model_dir, data_file = write_tiny_setup(directory)
-    command = "dsdr-trl train --config tiny_cpu"
-    try:
-        command += f" --semantic_model {offline_minilm_path()}"
-    except RuntimeError:  # no offline copy: the recipe's encoder comes from the Hub
-        pass
-    print(f"wrote {model_dir} and {data_file}\ntrain from {directory}:\n  {command}")
+    print(f"wrote {model_dir} and {data_file}\ntrain from {directory}:\n  dsdr-trl train --config tiny_cpu")
     return 0

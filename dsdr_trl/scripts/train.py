@@ -28,7 +28,19 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..data import DAPO_MATH_CONFIG, DAPO_MATH_HUB_ID, DataUnavailableError, format_problems, load_hub_dataset
+from ..evaluation.metrics import DEFAULT_ENCODER
 from ..recipes import recipe_path
+from ..recipes.tiny import DATA_FILE, MODEL_DIR
+from .preflight import (
+    PreflightError,
+    check_local_data,
+    check_model,
+    note,
+    option_names_in,
+    resolve_encoder,
+    unknown_option_message,
+    upstream_option_names,
+)
 
 REWARD_FUNCTIONS: dict[str, str] = {
     "math_accuracy": "dsdr_trl.rewards:math_accuracy_reward",
@@ -203,6 +215,8 @@ on the command line, which wins (`--field value`; `--field-name` works as well a
                          (`qwen3-1.7b/dsdr` and the other paper runs need CUDA GPUs; `tiny_cpu` runs on a laptop)
   --model_name_or_path   the model to train: a Hub id or a local folder
   --output_dir           where checkpoints and the final model go
+  --verbose              print transformers' whole log dict each step, upstream notices and loading bars (default:
+                         one line per step with the quantities to watch; the logs and trackers get everything)
 
 Data and rewards:
 {script_fields}
@@ -244,33 +258,100 @@ def resolve_config_argument(args: list[str]) -> tuple[list[str], Path | None]:
     return args, None
 
 
+def settings_of(recipe: dict, args: list[str], names: Sequence[str]) -> dict:
+    """The recipe's values with the command line's values of the options `names` on top (a flag given without a
+    value counts as "true"), read without the full parser, which takes seconds to build."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for name in names:
+        parser.add_argument(*dict.fromkeys([f"--{name}", f"--{name.replace('_', '-')}"]), nargs="?", const="true")
+    given = {key: value for key, value in vars(parser.parse_known_args(args)[0]).items() if value is not None}
+    return {**recipe, **given}
+
+
+def is_on(value) -> bool:
+    return str(value).lower() in ("true", "yes", "1")
+
+
 def missing_hardware(recipe: dict, args: list[str]) -> list[str]:
     """The settings of the recipe (with command-line overrides) that this machine cannot run: bf16/fp16 need an
     accelerator; vLLM and FlashAttention-2 need CUDA. Empty when everything can run."""
-    import torch
-
-    overrides = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    for name in ("bf16", "fp16", "use_cpu", "use_vllm"):
-        spellings = dict.fromkeys([f"--{name}", f"--{name.replace('_', '-')}"])
-        overrides.add_argument(*spellings, nargs="?", const="true", default=None)
-    overrides.add_argument("--attn_implementation", "--attn-implementation", default=None)
-    given = {key: value for key, value in vars(overrides.parse_known_args(args)[0]).items() if value is not None}
-    settings = {**recipe, **given}
-
-    def is_on(name: str) -> bool:
-        return str(settings.get(name, False)).lower() in ("true", "yes", "1")
-
+    settings = settings_of(recipe, args, ("bf16", "fp16", "use_cpu", "use_vllm", "attn_implementation"))
     attention = settings.get("attn_implementation") or (settings.get("model_init_kwargs") or {}).get(
         "attn_implementation"
     )
-    cuda, accelerator = torch.cuda.is_available(), torch.accelerator.is_available()
-    needs = {
-        "bf16": is_on("bf16") and not is_on("use_cpu") and not accelerator,
-        "fp16": is_on("fp16") and not is_on("use_cpu") and not accelerator,
-        "use_vllm": is_on("use_vllm") and not cuda,
-        "flash_attention_2": attention == "flash_attention_2" and not cuda,
+    on = {name: is_on(settings.get(name, False)) for name in ("bf16", "fp16", "use_cpu", "use_vllm")}
+    wanted = {  # setting -> whether it needs CUDA (else any accelerator)
+        "bf16": (on["bf16"] and not on["use_cpu"], False),
+        "fp16": (on["fp16"] and not on["use_cpu"], False),
+        "use_vllm": (on["use_vllm"], True),
+        "flash_attention_2": (attention == "flash_attention_2", True),
     }
-    return [name for name, missing in needs.items() if missing]
+    if not any(asked for asked, _ in wanted.values()):
+        return []  # and torch, which takes a second to import, is not needed to tell
+    import torch
+
+    cuda, accelerator = torch.cuda.is_available(), torch.accelerator.is_available()
+    return [name for name, (asked, needs_cuda) in wanted.items() if asked and not (cuda if needs_cuda else accelerator)]
+
+
+def unknown_option(recipe: dict, recipe_file: Path | None, args: list[str]) -> str | None:
+    """One line naming an option of the command line or a field of the recipe that no parser takes, with the
+    closest valid name; None when all are valid (or when only the full parser can tell)."""
+    known = upstream_option_names()
+    if known is None:  # a TRL release that moved its configuration classes: the full parser will tell
+        return None
+    known |= {item.name for item in fields(ScriptArguments)} | set(dsdr_field_names()) | {"config"}
+    return unknown_option_message(option_names_in(args), known) or unknown_option_message(
+        [key for key in recipe if key != "env"], known, source=f" in {recipe_file}", dashes=""
+    )
+
+
+def check_inputs(recipe: dict, args: list[str]) -> list[str]:
+    """Checks that the model, the data and the sentence encoder are obtainable (a `PreflightError` otherwise), before
+    anything loads; returns `args`, with `--semantic_model` set to the offline copy where it stands in for the default
+    encoder (see `dsdr_trl.scripts.preflight`)."""
+    names = ("model_name_or_path", "dataset_name", "dataset_test_split", "eval_strategy", "semantic_model",
+             "diversity_coef", "log_diversity")  # fmt: skip
+    settings = settings_of(recipe, args, names)
+
+    def check_tiny_input(option: str, value, tiny_input: str) -> None:
+        if value == tiny_input and not Path(value).exists():
+            raise PreflightError(
+                f"{option} {value}: not in {Path.cwd()}; `dsdr-trl recipes tiny-setup .` writes the tiny_cpu recipe's "
+                "model and data here."
+            )
+
+    check_tiny_input("--model_name_or_path", settings.get("model_name_or_path"), MODEL_DIR)
+    check_model(settings.get("model_name_or_path"), "--model_name_or_path")
+    check_tiny_input("--dataset_name", settings.get("dataset_name"), DATA_FILE)
+    check_local_data(settings.get("dataset_name"), "--dataset_name", LOCAL_DATA_FORMATS)
+    if str(settings.get("eval_strategy", "no")) != "no":
+        check_local_data(settings.get("dataset_test_split"), "--dataset_test_split", LOCAL_DATA_FORMATS)
+    try:  # DSDRConfig's default diversity_coef is > 0
+        needs_encoder = float(settings.get("diversity_coef", 1.0)) > 0 or is_on(settings.get("log_diversity"))
+    except ValueError:  # not a number: the full parser says so
+        return args
+    if needs_encoder:
+        encoder, substitution = resolve_encoder(str(settings.get("semantic_model", DEFAULT_ENCODER)), "--semantic_model")
+        if substitution:
+            note(f"dsdr-trl train: {substitution}.")
+            return [*args, "--semantic_model", encoder]
+    return args
+
+
+def quiet_console(verbose: bool) -> None:
+    """No loading or shard-writing bars and no upstream notices, unless `verbose` (see `dsdr_trl._console`)."""
+    from .. import _console
+
+    if verbose:
+        _console.be_verbose()
+        return
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # loading and saving weights take a blink at this scale
+    datasets.disable_progress_bars()  # reading the prompt file and formatting it, likewise
+    _console.silence_upstream_deprecations()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -281,26 +362,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args or "-h" in args or "--help" in args:
         print(short_help())
         return 0 if args else 2
+    verbose = "--verbose" in args
+    args = [arg for arg in args if arg != "--verbose"]
     try:
         args, recipe_file = resolve_config_argument(args)
     except ValueError as error:
         print(f"dsdr-trl train: {error}", file=sys.stderr)
         return 2
+    recipe = {}
     if recipe_file is not None:
         import yaml
 
         recipe = yaml.safe_load(recipe_file.read_text(encoding="utf-8")) or {}
-        missing = missing_hardware(recipe, args)
-        if missing:
-            print(
-                f"dsdr-trl train: {recipe_file} asks for {', '.join(missing)}, which this machine cannot run (no "
-                "CUDA GPU); run it on a GPU machine, or try `dsdr-trl recipes show tiny_cpu` on this one.",
-                file=sys.stderr,
-            )
-            return 2
-    script_args, training_args, model_args = make_parser().parse_args_and_config(args)
+    error = unknown_option(recipe, recipe_file, args)
+    if error:
+        print(f"dsdr-trl train: {error}", file=sys.stderr)
+        return 2
+    missing = missing_hardware(recipe, args)
+    if missing:
+        print(
+            f"dsdr-trl train: {recipe_file} asks for {', '.join(missing)}, which this machine cannot run (no "
+            "CUDA GPU); run it on a GPU machine, or try `dsdr-trl recipes show tiny_cpu` on this one.",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        trainer = train(script_args, training_args, model_args)
+        args = check_inputs(recipe, args)
+    except PreflightError as error:
+        print(f"dsdr-trl train: {error}", file=sys.stderr)
+        return 2
+    quiet_console(verbose)
+    parser = make_parser()
+    *parsed, unused = parser.parse_args_and_config(args, return_remaining_strings=True)
+    if unused:  # what the check from the source could not tell (another TRL release's layout)
+        known = [action.dest for action in parser._actions]
+        error = unknown_option_message(option_names_in(unused), known) or f"unexpected arguments {' '.join(unused)}"
+        print(f"dsdr-trl train: {error}", file=sys.stderr)
+        return 2
+    try:
+        trainer = train(*parsed)
     except DataUnavailableError as error:
         print(f"dsdr-trl train: {error}", file=sys.stderr)
         return 2
