@@ -23,7 +23,6 @@ from dsdr_trl import DSDRConfig, DSDRTrainer
 from tests.test_trainer import digit_reward, prompt_dataset
 
 ENGINES = ("ddp", "zero2", "zero3", "fsdp2")
-MAX_STEPS = 2
 
 
 def cpu_settings(engine: str) -> dict:
@@ -41,7 +40,7 @@ def settings(engine: str, output_dir: Path, **overrides) -> dict:
         "per_device_train_batch_size": 2,
         "num_generations": 4,
         "max_completion_length": 8,
-        "max_steps": MAX_STEPS,
+        "max_steps": 2,
         "learning_rate": 1e-2,
         "logging_steps": 1,
         "report_to": "none",
