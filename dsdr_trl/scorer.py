@@ -231,8 +231,8 @@ def _load_encoder(model, device: torch.device):
     if any(hasattr(parameter, "ds_id") for parameter in encoder.parameters()):
         raise ValueError(
             "The sentence encoder's weights are partitioned by DeepSpeed ZeRO-3 (it was loaded while ZeRO-3 was "
-            "configured), and DSDR never hands the encoder to DeepSpeed to gather them. Pass the model's name or path "
-            "as semantic_model instead: DSDR then loads it whole."
+            "configured), and DSDR never hands the encoder to DeepSpeed to gather them. Pass its name or path instead "
+            "(DiversityScorer's model, DSDRConfig.semantic_model): DSDR then loads it whole."
         )
     encoder.eval().requires_grad_(False)
     if device.type == "cuda":
