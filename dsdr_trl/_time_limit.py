@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
-__all__ = ["TIMED_OUT", "TimedOut", "map_with_time_limit"]
+__all__ = ["TIMED_OUT", "TimedOut", "map_with_time_limit", "stop_worker"]
 
 
 class TimedOut:
@@ -37,8 +37,9 @@ TIMED_OUT: Final = TimedOut()
 _CONTEXT = multiprocessing.get_context("fork")
 
 
-def _serve(connection: Connection) -> None:
+def _serve(connection: Connection, parent_end: Connection) -> None:
     """Child loop: receive ``(function, items)``, send back ``function(item)`` for each item in turn."""
+    parent_end.close()  # the forked copy of the parent's end: closed, the pipe ends (EOFError) when the parent goes
     while True:
         try:
             function, items = connection.recv()
@@ -62,7 +63,9 @@ class _Worker:
     def start(self) -> Connection:
         if self.connection is None:
             parent_end, child_end = _CONTEXT.Pipe()
-            self.process = _CONTEXT.Process(target=_serve, args=(child_end,), daemon=True, name="dsdr-time-limit")
+            self.process = _CONTEXT.Process(
+                target=_serve, args=(child_end, parent_end), daemon=True, name="dsdr-time-limit"
+            )
             self.process.start()
             child_end.close()
             self.connection = parent_end
@@ -79,6 +82,13 @@ class _Worker:
 
 
 _WORKER = _Worker()
+
+
+def stop_worker() -> None:
+    """Stop the child process now, for a caller that leaves with ``os._exit``, which skips the exit handlers that
+    stop it otherwise; the next call starts a fresh one."""
+    with _WORKER.lock:
+        _WORKER.kill()
 
 
 def map_with_time_limit(function: Callable[[Any], Any], items: Sequence[Any], timeout_s: float) -> list[Any]:

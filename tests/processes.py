@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 
 
 def free_port() -> int:
@@ -18,18 +19,27 @@ def free_port() -> int:
 
 def run_process_group(command: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
     """`subprocess.run`; on timeout the process and all its descendants (launcher and ranks) are killed, so no rank
-    is left holding a port, a pipe or a core."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        # torch's elastic launcher starts each rank in a session of its own, so kill the whole tree, not the group.
-        for pid in [process.pid, *_descendants(process.pid)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        stdout, stderr = process.communicate()
-        raise AssertionError(f"{command[:6]}... did not finish in {timeout} s:\n{stderr[-4000:]}") from None
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    is left holding a port, a pipe or a core. The output goes through files, so the run ends when the command exits,
+    even if a process it left behind still holds its output open."""
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        process = subprocess.Popen(command, stdout=stdout, stderr=stderr, text=True, **kwargs)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # torch's elastic launcher starts each rank in a session of its own, so kill the whole tree, not the group.
+            kill([process.pid, *_descendants(process.pid)])
+            process.wait()
+            stderr.seek(0)
+            raise AssertionError(f"{command[:6]}... did not finish in {timeout} s:\n{stderr.read()[-4000:]}") from None
+        stdout.seek(0)
+        stderr.seek(0)
+        return subprocess.CompletedProcess(command, process.returncode, stdout.read(), stderr.read())
+
+
+def kill(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -45,4 +55,17 @@ def _descendants(pid: int) -> list[int]:
     while frontier:
         frontier = [child for parent in frontier for child in children.get(parent, [])]
         found.extend(frontier)
+    return found
+
+
+def processes_with_environment(entry: str) -> list[int]:
+    """Every live process whose environment holds `entry` ("NAME=value"): the descendants of a run started with it,
+    even those re-parented after their parent exited."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{pid}/environ", "rb") as environ:
+                    if entry.encode() in environ.read().split(b"\0"):
+                        found.append(int(pid))
     return found

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from dsdr_trl.grading import MATH_VERIFY_WINDOW_CHARS, answer_variants, extract_final_answer, grade, grade_many
+from tests.processes import kill, processes_with_environment
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SOLUTIONS = DATA / "solutions" / "math500_solutions.jsonl"
@@ -255,3 +260,16 @@ def test_time_limit_holds_in_a_worker_thread() -> None:
     assert 0.5 <= elapsed < 2.0  # it ran into the limit, and the limit held
     assert verdicts == [False]
     assert grade(r"\boxed{2}", "2") is True  # a fresh worker took over
+
+
+def test_the_worker_process_ends_when_its_parent_leaves_without_exit_handlers() -> None:
+    # os._exit skips the exit handler that stops the daemon worker; the worker then sees its pipe close and ends.
+    marker = f"DSDR_TIME_LIMIT_TEST={uuid.uuid4().hex}"
+    name, value = marker.split("=")
+    parent = "import os; from dsdr_trl._time_limit import map_with_time_limit; map_with_time_limit(abs, [-1], 5); os._exit(0)"
+    subprocess.run([sys.executable, "-c", parent], check=True, timeout=60, env={**os.environ, name: value})
+    deadline = time.monotonic() + 10
+    while (left := processes_with_environment(marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    kill(left)
+    assert left == []

@@ -92,3 +92,45 @@ def test_capped_windows_are_evenly_spaced_from_first_to_last(minilm_path):
     last_start = (len(token_ids) - 1) // size * size
     assert [w[1:-1] for w in windows] == [token_ids[:size], token_ids[last_start : last_start + size]]
     assert owners.tolist() == [0, 0]
+
+
+@pytest.fixture
+def zero3_configured(monkeypatch):
+    """transformers' global DeepSpeed config set to ZeRO-3, as `TrainingArguments` sets it under a ZeRO-3 launch, in
+    a one-process gloo group (zero.Init needs one); both undone afterwards."""
+    pytest.importorskip("deepspeed", reason="DeepSpeed is an optional extra: pip install -e '.[deepspeed]'")
+    import torch.distributed as dist
+    from transformers.integrations import HfDeepSpeedConfig, unset_hf_deepspeed_config
+
+    from tests.processes import free_port
+
+    for name in ("RANK", "LOCAL_RANK"):
+        monkeypatch.setenv(name, "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    config = HfDeepSpeedConfig({"zero_optimization": {"stage": 3}, "train_micro_batch_size_per_gpu": 1})
+    try:
+        yield config
+    finally:
+        unset_hf_deepspeed_config()
+        dist.destroy_process_group()
+
+
+def test_encoder_loads_whole_under_a_zero3_deepspeed_config(minilm_path, scorer, zero3_configured):
+    from transformers.integrations import is_deepspeed_zero3_enabled
+
+    texts = ["We add $x+1$ and get $x = 1$.", "So $2+2=4$.", LONG]
+    under_zero3 = DiversityScorer(minilm_path)
+    assert is_deepspeed_zero3_enabled()  # still on for the policy, which DeepSpeed's engine gathers
+    whole = dict(scorer.encoder.named_parameters())
+    for name, parameter in under_zero3.encoder.named_parameters():
+        assert not hasattr(parameter, "ds_id"), name
+        assert torch.equal(parameter, whole[name]), name
+    torch.testing.assert_close(under_zero3.embed(texts), scorer.embed(texts), atol=0, rtol=0)
+
+
+def test_an_encoder_partitioned_by_zero3_is_refused(minilm_path, zero3_configured):
+    partitioned = SentenceTransformer(minilm_path, device="cpu")  # loaded by the caller inside zero.Init
+    assert any(hasattr(parameter, "ds_id") for parameter in partitioned.parameters())
+    with pytest.raises(ValueError, match="partitioned by DeepSpeed ZeRO-3"):
+        DiversityScorer(partitioned)

@@ -410,7 +410,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if several_processes:
         # The DDP reducer still holds the gloo process group, whose destructor can deadlock against the GIL at
         # interpreter exit (pytorch/pytorch#56297; seen here in about 1 run in 6). Everything is saved and every
-        # tracker closed by now, so leave without running destructors.
+        # tracker closed by now, so leave without running destructors, after stopping the grading child process
+        # (its exit handler would not run).
+        from .._time_limit import stop_worker
+
+        stop_worker()
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
