@@ -59,8 +59,8 @@ def test_grading_is_bounded_and_total(name: str) -> None:
     start = time.perf_counter()
     verdict = grade(text, "x", timeout_s=GRADE_TIMEOUT_S)
     rewards = math_accuracy_reward([text, [{"role": "assistant", "content": text}]], solution=["1", "1"])
-    assert verdict in (True, False)
-    assert rewards in ([0.0, 0.0], [1.0, 1.0])
+    assert verdict in (True, False, None)  # None: the comparison ran out of time, unscorable
+    assert rewards in ([0.0, 0.0], [1.0, 1.0], [None, None])
     assert time.perf_counter() - start < GRADE_BOUND_S + 2 * 3.0  # grade, then two rewards at the default limit
 
 
