@@ -83,7 +83,7 @@ _EMPTY_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{\s*\}")
 _ANSWER_PHRASE = re.compile(
     r"(?i)(?:"
     # English: "The final answer is", "Final Answer:", "**Answer:**", "**Final Answer**:", "answer is"
-    r"\b(?:final\s+answer|answer)(?:\s*\*\*)?\s*(?:is\b|:)"
+    r"\b(?:final\s+answer|answer)(?:\s*\*\*)?\s*(?:is\b|:)|\bfinal\s+answer(?:\s*\*\*)?[ \t]*(?=\n)"
     # French: "La réponse est", "Réponse :", "la réponse finale est"; Spanish: "La respuesta es", "Respuesta:"
     r"|\br[ée]ponse(?:\s+finale)?(?:\s*\*\*)?\s*(?:est\b|:)|\brespuesta(?:\s+final)?(?:\s*\*\*)?\s*(?:es\b|:)"
     # German: "Die Antwort ist", "Antwort:", "Endgültige Antwort:"
@@ -92,7 +92,7 @@ _ANSWER_PHRASE = re.compile(
     r"|(?:最终|最后的?)?答案\s*(?:是|为|為|:|：)|答え\s*(?:は|:|：)"
     r")[\s:：*]*"
 )
-_FINAL_WORD = re.compile(r"(?i)final|endg|最|答え")
+_FINAL_WORD = re.compile(r"(?i)final|endg|最终|最后")
 # Where the expression after an answer phrase ends: a line end, a full stop, or a comma or word that starts prose.
 _SENTENCE_END = re.compile(
     r"\n|\.(?=\s|$)|。|,\s+(?=[^\W\d_]{2,})|\s+(?:since|because|which|as|where|when|if|for|so|and|but)\b", re.I
@@ -116,7 +116,7 @@ _ANSWER_LABEL = re.compile(
 _DECIMAL_COMMA = re.compile(r"-?\d+,(?!\d{3}$)\d+")
 # A number as math-verify reads plain text (thousands separators, decimal comma, percent): left to it.
 _PLAIN_NUMBER = re.compile(r"[-+]?[\d.,\s']*\d[\d.,\s']*(?:\\?%)?")
-_TEXT_ARGUMENT = re.compile(r"\\(?:text|textrm|textbf|mathrm|mbox|operatorname)\s*\{[^{}]*\}")
+_TEXT_ARGUMENT = re.compile(r"\\(?:text|textrm|textbf|mathrm|mbox|operatorname|begin|end)\s*\{[^{}]*\}")
 _LETTER_RUN = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 # Letter runs that are math, not prose, in an answer: function names, units, products of variables.
 _MATH_WORDS = frozenset(
@@ -140,7 +140,8 @@ _FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {
     0x2212: "-",
 }
 _CJK_NUMBER_BOUNDARY = re.compile(
-    r"(?<=[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af])(?=[-+\d$\\])|(?<=[\d$])(?=[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af])"
+    r"(?<=[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af])(?=[-+*(\d$\\])"
+    r"|(?<=[\d$*)])(?=[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af])"
 )
 
 _CONFIG = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
@@ -306,18 +307,15 @@ def _strip_delimiters(answer: str) -> str:
 class _Reading(NamedTuple):
     """What the time-limited child compares with a gold answer, built from one completion in the parent.
 
-    ``exact``: answers read whole by this module (a symbolic expression after an answer phrase, or a completion
-    that is only an expression), parsed as a box before anything else. ``texts``: the window math-verify's
-    own extraction reads (one text per variant of the last box's content). ``fallback``: our extractor's answer
-    variants, used only when neither finds anything.
+    ``stages``: texts for math-verify's extraction, in order of precedence; the first stage in which any text
+    yields an answer is compared (its texts are alternative readings of one answer, any of which may match).
+    An answer read whole by this module is given as ``\\boxed{answer}``.
     """
 
-    exact: tuple[str, ...]
-    texts: tuple[str, ...]
-    fallback: tuple[str, ...]
+    stages: tuple[tuple[str, ...], ...]
 
 
-_NOTHING = _Reading((), (), ())
+_NOTHING = _Reading(())
 
 
 def _read(completion: str) -> _Reading:
@@ -325,13 +323,20 @@ def _read(completion: str) -> _Reading:
     box = _last_box(text)
     boxed = None if box is None else _bounded(text[box.content_start : box.content_end])
     if box is not None and boxed is not None and (variants := answer_variants(boxed)):
-        return _Reading((), _box_windows(text, box, variants), variants)
+        return _Reading((_box_windows(text, box, variants), _as_boxes(variants)))
     phrase = _last_answer_phrase(text)
     answer = _phrase_answer(text, phrase) if phrase is not None else _whole_expression(text)
+    window = (_window(text, phrase),)
     if answer is not None and _is_symbolic(answer):
-        return _Reading(answer_variants(answer), (), ())
-    answer = answer if answer is not None else _last_math_region(text)
-    return _Reading((), (_window(text, phrase),), () if answer is None else answer_variants(answer))
+        return _Reading((_as_boxes(answer_variants(answer)), window))
+    if answer is not None and phrase is not None:  # a number or prose: math-verify reads the phrase's sentence
+        return _Reading(((_english_phrase(phrase) + answer,), window, _as_boxes(answer_variants(answer))))
+    answer = _last_math_region(text)
+    return _Reading((window,) if answer is None else (window, _as_boxes(answer_variants(answer))))
+
+
+def _as_boxes(answers: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f"\\boxed{{{answer}}}" for answer in answers)
 
 
 def _box_windows(text: str, box: _Box, variants: tuple[str, ...]) -> tuple[str, ...]:
@@ -362,10 +367,10 @@ def _english_phrase(phrase: re.Match[str]) -> str:
     written = phrase.group()
     if written.isascii():
         return written
-    final = "final " if _FINAL_WORD.search(written) else ""
+    final = _FINAL_WORD.search(written) is not None
     if written.rstrip(" \t\n*").endswith((":", "：")):
-        return f"{final.capitalize() or 'A'}{'answer' if final else 'nswer'}: "
-    return f"The {final}answer is "
+        return "Final answer: " if final else "Answer: "
+    return "The final answer is " if final else "The answer is "
 
 
 def _end_of_last_math(text: str) -> int:
@@ -526,12 +531,11 @@ def _compare(pair: tuple[_Reading, str, int]) -> bool | None:
     gold_parsed = _parse_gold(gold)
     if not gold_parsed:
         return None
-    answers = [parsed for answer in reading.exact if (parsed := _parse_boxed(answer))]
-    if not answers:
-        answers = [parsed for text in reading.texts if (parsed := parse(text, _CONFIG, parsing_timeout=None))]
-    if not answers:
-        answers = [parsed for answer in reading.fallback if (parsed := _parse_boxed(answer))]
-    return any(verify(gold_parsed, answer, float_rounding=decimals, timeout_seconds=None) for answer in answers)
+    for stage in reading.stages:
+        answers = [parsed for text in stage if (parsed := parse(text, _CONFIG, parsing_timeout=None))]
+        if answers:
+            return any(verify(gold_parsed, answer, float_rounding=decimals, timeout_seconds=None) for answer in answers)
+    return False
 
 
 def _parse_boxed(answer: str) -> list:
