@@ -53,6 +53,7 @@ from ._time_limit import DEFAULT_WORKERS, TIMED_OUT, map_with_time_limit
 __all__ = [
     "DEFAULT_DECIMALS",
     "DEFAULT_TIMEOUT_S",
+    "DEFAULT_WORKERS",
     "FAILED_WARNING_RATE",
     "MATH_VERIFY_WINDOW_CHARS",
     "MAX_ANSWER_CHARS",
@@ -95,7 +96,7 @@ _ANSWER_PHRASE = re.compile(
 _FINAL_WORD = re.compile(r"(?i)final|endg|最终|最后")
 # Where the expression after an answer phrase ends: a line end, a full stop, or a comma or word that starts prose.
 _SENTENCE_END = re.compile(
-    r"\n|\.(?=\s|$)|。|,\s+(?=[^\W\d_]{2,})|\s+(?:since|because|which|as|where|when|if|for|so|and|but)\b", re.I
+    r"\n|\.(?=\s|$)|。|,\s+(?=[^\W\d_]{2,})|\s+(?:since|because|which|as|where|when|if|for|so|but)\b", re.I
 )
 _MATH_DELIMITER = re.compile(r"\\\$|\$\$|\$|\\\(|\\\)|\\\[|\\\]")
 _CLOSER = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}
@@ -242,17 +243,22 @@ def _last_answer_phrase(text: str) -> re.Match[str] | None:
 
 
 def _phrase_answer(text: str, phrase: re.Match[str] | None = None) -> str | None:
-    """The expression after the last answer phrase, up to the end of its sentence (or its first math region)."""
+    """The rest of the sentence after the last answer phrase (a math region that opens it is read to its end)."""
     phrase = phrase or _last_answer_phrase(text)
     if phrase is None:
         return None
     rest = text[phrase.end() : phrase.end() + MAX_ANSWER_CHARS + 16]
+    scan_from = 0
     for opener, closer in _DELIMITER_PAIRS:
         if rest.startswith(opener):
             close = rest.find(closer, len(opener))
-            return None if close == -1 else _bounded(rest[len(opener) : close])
-    end = _SENTENCE_END.search(rest)
-    return _bounded(rest[: end.start() if end else len(rest)].strip().strip("*").rstrip(_TRAILING_PUNCTUATION))
+            if close == -1:
+                return None
+            scan_from = close + len(closer)
+            break
+    end = _SENTENCE_END.search(rest, scan_from)
+    sentence = rest[: end.start() if end else len(rest)].strip().strip("*")
+    return _bounded(_strip_delimiters(sentence))
 
 
 def _last_math_region(text: str) -> str | None:

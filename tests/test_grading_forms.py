@@ -89,6 +89,10 @@ def test_an_answer_phrase_at_the_start_of_a_long_hostile_text_is_read_in_bounded
         ("The final answer is 2x+1, as shown above.", "2x+1", True),
         ("The final answer is 2x+1, as shown above.", "2", False),
         ("The answer is x^2+1", "x^2+1", True),
+        ("The answer is $2x+1$, which is odd.", "2x+1", True),
+        ("The answer is $2$ and $3$.", "2, 3", True),  # several answers form a set, as in Math-Verify
+        ("The answer is $2$ and $3$.", "2", False),
+        ("The answer is $$\nx = 5\n$$", "5", True),
         (r"Answer: \sqrt{2}", r"\sqrt{2}", True),
         (r"The answer is \frac{\sqrt{505}}{7}.", r"\frac{\sqrt{505}}{7}", True),
         ("The answer is 3xy", "3xy", True),
