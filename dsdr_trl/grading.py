@@ -127,9 +127,10 @@ _MATH_WORDS = frozenset(
 # Short letter runs that are prose words rather than a product of variables (``xy``).
 _SHORT_WORDS = frozenset(
     "an as at be by do go he if in is it me my no of on or so to up us we the and are but can for has her his "
-    "its let not now one our see two was who why yes you all any get use was".split()
+    "its let not now one our see two was who why yes you all any get use".split()
 )
-_NOT_IN_AN_EXPRESSION = re.compile(r"[$?!;\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]|\\boxed|\\fbox|\\begin\{(?:align|equation)")
+_CJK = "\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af"  # kana, CJK ideographs, hangul
+_NOT_IN_AN_EXPRESSION = re.compile(rf"[$?!;{_CJK}]|\\boxed|\\fbox|\\begin\{{(?:align|equation)")
 # Text from other scripts made readable to math-verify's ASCII patterns.
 _FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {
     0x3000: " ",
@@ -140,10 +141,7 @@ _FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {
     0x202F: " ",
     0x2212: "-",
 }
-_CJK_NUMBER_BOUNDARY = re.compile(
-    r"(?<=[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af])(?=[-+*(\d$\\])"
-    r"|(?<=[\d$*)])(?=[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af])"
-)
+_CJK_NUMBER_BOUNDARY = re.compile(rf"(?<=[{_CJK}])(?=[-+*(\d$\\])|(?<=[\d$*)])(?=[{_CJK}])")
 
 _CONFIG = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
 
@@ -506,6 +504,7 @@ def grade_batch(
     if decimals < 0:
         raise ValueError(f"decimals must be at least 0, got {decimals}.")
     readings = [_read(text) if text is not None else _NOTHING for text in _final_parts(completions, reasoning_end)]
+    _warm_up()
     pairs = [(reading, gold, decimals) for reading, gold in zip(readings, golds)]
     results = map_with_time_limit(_compare, pairs, timeout_s, workers)
     failed = sum(result is TIMED_OUT for result in results)
@@ -518,6 +517,16 @@ def grade_batch(
             timeout_s,
         )
     return Grades([None if result is TIMED_OUT else result for result in results], failed)
+
+
+@functools.cache
+def _warm_up() -> None:
+    """One comparison in this process, so that every forked worker starts with the LaTeX parser built.
+
+    The parser builds its tables on first use (about 0.2 s); in a fresh worker that would count against the time
+    limit of its first comparison, after every worker that was killed for overrunning.
+    """
+    _compare((_Reading(((r"\boxed{\frac{1}{2} + x^2}",),)), "x", DEFAULT_DECIMALS))
 
 
 def _final_parts(completions: Sequence[str], reasoning_end: str | None) -> list[str | None]:

@@ -39,6 +39,10 @@ HOSTILE = {
     "answer phrases": "the answer is " * (SIZE // 14),
     "many short formulas": "$a$ " * (SIZE // 4),
     "box before unclosed parens": "\\boxed{1}" + "\\(" * (SIZE // 2),  # the box is read ahead of math-verify's window
+    "answer phrase before unclosed parens": "The final answer is $1$." + "\\(" * (SIZE // 2),
+    "CJK answer phrases and digits": "答案是1颗。" * (SIZE // 6),
+    "full-width digits and colons": "答案：１" * (SIZE // 4),
+    "think tags": "<think>\\boxed{1}</think>" * (SIZE // 24),
 }
 
 
