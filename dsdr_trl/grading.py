@@ -119,10 +119,10 @@ _DECIMAL_COMMA = re.compile(r"-?\d+,(?!\d{3}$)\d+")
 _PLAIN_NUMBER = re.compile(r"[-+]?[\d.,\s']*\d[\d.,\s']*(?:\\?%)?")
 _TEXT_ARGUMENT = re.compile(r"\\(?:text|textrm|textbf|mathrm|mbox|operatorname|begin|end)\s*\{[^{}]*\}")
 _LETTER_RUN = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
-# Letter runs that are math, not prose, in an answer: function names, units, products of variables.
+# Letter runs that are math, not prose, in an answer: function and operator names.
 _MATH_WORDS = frozenset(
     "sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh log ln lg exp lim max min gcd lcm mod sqrt pi "
-    "deg inf infty det dx dy dz dt cm mm km kg".split()
+    "deg inf infty det dx dy dz dt".split()
 )
 # Short letter runs that are prose words rather than a product of variables (``xy``).
 _SHORT_WORDS = frozenset(
@@ -286,14 +286,17 @@ def _is_symbolic(answer: str) -> bool:
     """Whether ``answer`` is one math expression that math-verify's plain-text patterns would misread.
 
     Not a plain number (math-verify reads ``1,000``, ``3,5`` and ``12%`` as numbers), not prose (a word that is
-    neither a math name nor a product of variables), not several math regions or a box, and not a chain of
+    neither a math name nor a short product of variables written against a coefficient, as in ``3xy``; so
+    ``12 apples`` and ``5 cm`` are a number and its unit), not several math regions or a box, and not a chain of
     equalities (``a = b = 5``: math-verify reads its last side).
     """
     if _PLAIN_NUMBER.fullmatch(answer) or _NOT_IN_AN_EXPRESSION.search(answer) or answer.count("=") > 1:
         return False
-    for word in _LETTER_RUN.findall(_TEXT_ARGUMENT.sub("", answer)):
-        lowered = word.lower()
-        if lowered not in _MATH_WORDS and (len(word) > 3 or lowered in _SHORT_WORDS):
+    answer = _TEXT_ARGUMENT.sub("", answer)
+    for word in _LETTER_RUN.finditer(answer):
+        lowered = word.group().lower()
+        attached = word.start() > 0 and not answer[word.start() - 1].isspace()
+        if lowered not in _MATH_WORDS and (len(lowered) > 3 or lowered in _SHORT_WORDS or not attached):
             return False
     return True
 

@@ -100,6 +100,9 @@ def test_an_answer_phrase_at_the_start_of_a_long_hostile_text_is_read_in_bounded
         (r"The answer is \sin(x)+1", r"\sin(x)+1", True),
         # Prose after the phrase is left to Math-Verify, which reads its number.
         ("The answer is 12 apples.", "12", True),
+        ("The answer is 5 cm.", "5", True),
+        ("Answer: 2 km", "2", True),
+        ("The answer is 2ab", "2ab", True),
         ("Final Answer: The largest $n$ is 34.", "34", True),
         ("The answer is 10,455.", "10455", True),
         # A completion that is only the answer.
