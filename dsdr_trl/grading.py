@@ -96,8 +96,12 @@ _ANSWER_PHRASE = re.compile(
 _FINAL_WORD = re.compile(r"(?i)final|endg|最终|最后")
 # Where the expression after an answer phrase ends: a line end, a full stop, or a comma or word that starts prose.
 _SENTENCE_END = re.compile(
-    r"\n|\.(?=\s|$)|。|,\s+(?=[^\W\d_]{2,})|\s+(?:since|because|which|as|where|when|if|for|so|but)\b", re.I
+    r"\n|\.(?=\s|$)|。|,\s+(?!(?:or|ou|oder)\s+\$?-?\d)(?=[^\W\d_]{2,})"
+    r"|\s+(?:since|because|which|as|where|when|if|for|so|but)\b",
+    re.I,
 )
+# Two numbers offered as alternatives after an answer phrase ("3 or 4", "5 或 6"): a hedge, not an answer.
+_HEDGE = re.compile(r"\d\s*\$?,?\s+(?:or|ou|oder|o)\s+\$?\s*-?\d|\d\s*\$?\s*(?:或者?|还是)\s*\$?\s*-?\d", re.I)
 _MATH_DELIMITER = re.compile(r"\\\$|\$\$|\$|\\\(|\\\)|\\\[|\\\]")
 _CLOSER = {"$$": "$$", "$": "$", "\\(": "\\)", "\\[": "\\]"}
 _DELIMITER_PAIRS = tuple(_CLOSER.items())
@@ -336,6 +340,8 @@ def _read(completion: str) -> _Reading:
     window = (_window(text, phrase),)
     if answer is not None and _is_symbolic(answer):
         return _Reading((_as_boxes(answer_variants(answer)), window))
+    if answer is not None and phrase is not None and _HEDGE.search(answer):
+        return _NOTHING
     if answer is not None and phrase is not None:  # a number or prose: math-verify reads the phrase's sentence
         return _Reading(((_english_phrase(phrase) + answer,), window, _as_boxes(answer_variants(answer))))
     answer = _last_math_region(text)

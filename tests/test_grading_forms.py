@@ -283,3 +283,34 @@ def test_pool_size_is_checked() -> None:
     with pytest.raises(ValueError, match="workers"):
         _time_limit.map_with_time_limit(_crash_on_negative, [1], 1.0, 0)
     assert 1 <= _time_limit.DEFAULT_WORKERS <= 4
+
+
+@pytest.mark.parametrize(
+    ("completion", "gold"),
+    [
+        # Two values offered as alternatives are a hedge: neither is rewarded.
+        (r"We found \boxed{3}. Wait, that is wrong: \boxed{4}.", "3"),
+        (r"\boxed{3}\boxed{4}", "3"),
+        ("The answer is 3 or 4.", "3"),
+        ("The answer is 3 or 4.", "4"),
+        ("The answer is 12, or 13.", "12"),
+        ("The answer is $3$ or $4$.", "3"),
+        ("La réponse est 3 ou 4.", "3"),
+        ("答案是 5 或 6", "5"),
+        (r"\boxed{1, 2, 3, 4, 5}", "3"),  # a spray of values is a set, not each of its members
+        (r"\boxed{3 \text{ or } 4}", "3"),
+        # No answer at all.
+        ("", "3"),
+        (r"\boxed{}", "3"),
+    ],
+)
+def test_hedges_and_sprays_are_not_rewarded(completion: str, gold: str) -> None:
+    assert grade(completion, gold) is False
+
+
+@pytest.mark.parametrize(
+    ("completion", "gold"),
+    [("The answer is 12, or so I think.", "12"), ("The final answer is 2x+1, or equivalently 1+2x.", "2x+1")],
+)
+def test_or_in_prose_is_no_hedge(completion: str, gold: str) -> None:
+    assert grade(completion, gold) is True
