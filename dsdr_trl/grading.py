@@ -8,8 +8,9 @@ the table with examples):
    Math-Verify; an empty box is ignored);
 2. otherwise the last answer phrase ("the final answer is", "answer:", "la réponse est", "答案是", ...):
    when the rest of its sentence is one math expression (``2x+1``, ``\\frac{\\sqrt{505}}{7}``), that
-   expression, read whole; else Math-Verify's reading of the phrase (``Final Answer: The largest $n$ is 34.``,
-   ``The answer is 12 apples``), wherever the phrase lies;
+   expression, read whole; else Math-Verify's reading of that sentence alone (``Final Answer: The largest $n$
+   is 34.``, ``The answer is 12 apples``), wherever the phrase lies; two numbers offered as alternatives
+   (``3 or 4``) are a hedge and no answer;
 3. otherwise a completion that is only a math expression, read whole (``2x``, a ``pmatrix``);
 4. otherwise the last math region or number (Math-Verify's reading of the closing text).
 
