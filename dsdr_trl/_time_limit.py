@@ -3,10 +3,10 @@
 math-verify's own time limit uses ``signal.alarm``, which only works in the main thread, and TRL calls
 reward functions from worker threads. A thread cannot be stopped, so a SymPy computation that runs
 away (``10^{10^{10^{10}}}``) must run in a process that can be killed. Here a pool of up to
-``DEFAULT_WORKERS`` child processes per parent process serves every call, one item at a time per child;
-an item that overruns kills its child, reports ``TIMED_OUT``, and a fresh child takes the next item.
-So a batch of ``n`` items that all run out of time costs about ``n * timeout_s / workers``, not
-``n * timeout_s``.
+``DEFAULT_WORKERS`` child processes per parent process serves every call; each child works through a few items
+at a time and streams back one result per item, so each item has its own deadline. An item that overruns kills
+its child, reports ``TIMED_OUT``, and a fresh child takes the items that were left. So a batch of ``n`` items
+that all run out of time costs about ``n * timeout_s / workers``, not ``n * timeout_s``.
 
 The children are forked (not spawned) because a spawned or forkserver child re-imports the user's main
 script, which would re-run a training script that lacks an ``if __name__ == "__main__"`` guard, and
@@ -47,16 +47,17 @@ _CONTEXT = multiprocessing.get_context("fork")
 
 
 def _serve(connection: Connection) -> None:
-    """Child loop: receive ``(function, item)``, send back ``(True, function(item))`` or ``(False, None)``."""
+    """Child loop: receive ``(function, items)``, send back ``(True, function(item))`` or ``(False, None)`` per item."""
     while True:
         try:
-            function, item = connection.recv()
+            function, items = connection.recv()
         except EOFError:  # the parent has gone
             return
-        try:
-            connection.send((True, function(item)))
-        except Exception:  # noqa: BLE001 - a failing call must not end the worker serving the others
-            connection.send((False, None))
+        for item in items:
+            try:
+                connection.send((True, function(item)))
+            except Exception:  # noqa: BLE001 - a failing call must not end the worker serving the others
+                connection.send((False, None))
 
 
 class _Worker:
@@ -87,6 +88,18 @@ class _Worker:
 
 _LOCK = threading.Lock()
 _WORKERS: list[_Worker] = []
+# Items sent to a child at once: it streams one result per item, so it never waits for the parent in between.
+_MAX_CHUNK = 16
+
+
+class _Chunk:
+    """The items a child is working through: their indices, how many are done, and the current item's deadline."""
+
+    def __init__(self, worker: _Worker, indices: list[int], deadline: float) -> None:
+        self.worker = worker
+        self.indices = indices
+        self.done = 0
+        self.deadline = deadline
 
 
 def map_with_time_limit(
@@ -95,45 +108,57 @@ def map_with_time_limit(
     """Return ``[function(item) for item in items]``, each call limited to ``timeout_s`` seconds.
 
     ``function`` must be a module-level function (it is sent to the children by reference); items and
-    results must be picklable. Up to ``workers`` children run the calls, one item at a time each. A call
-    that overruns, raises, or crashes its child gives ``TIMED_OUT``; after an overrun or a crash that child
-    is killed and a fresh one takes its next item. Safe to call from any thread (calls from several threads
-    take turns).
+    results must be picklable. Up to ``workers`` children run the calls, each working through a few items at a
+    time. A call that overruns, raises, or crashes its child gives ``TIMED_OUT``; after an overrun or a crash
+    that child is killed and the items it had not reached go to a fresh one. Safe to call from any thread
+    (calls from several threads take turns).
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}.")
     results: list[Any] = [TIMED_OUT] * len(items)
+    size = min(workers, len(items))
+    chunk_size = max(1, min(_MAX_CHUNK, len(items) // (4 * max(size, 1))))
     with _LOCK:
-        _WORKERS.extend(_Worker() for _ in range(min(workers, len(items)) - len(_WORKERS)))
-        idle = _WORKERS[: min(workers, len(items))]
+        _WORKERS.extend(_Worker() for _ in range(size - len(_WORKERS)))
+        idle = _WORKERS[:size]
         pending = collections.deque(range(len(items)))
-        busy: dict[Connection, tuple[_Worker, int, float]] = {}  # pipe -> (worker, item index, deadline)
+        busy: dict[Connection, _Chunk] = {}
         while pending or busy:
             while pending and idle:
-                worker, index = idle.pop(), pending.popleft()
+                worker = idle.pop()
+                indices = [pending.popleft() for _ in range(min(chunk_size, len(pending)))]
                 try:
                     connection = worker.start()
-                    connection.send((function, items[index]))
-                except OSError:  # the child died since its last call: start another for this item
+                    connection.send((function, [items[index] for index in indices]))
+                except OSError:  # the child died since its last call: start another for these items
                     worker.kill()
                     idle.append(worker)
-                    pending.appendleft(index)
+                    pending.extendleft(reversed(indices))
                     continue
-                busy[connection] = (worker, index, time.monotonic() + timeout_s)
-            next_deadline = min(deadline for _, _, deadline in busy.values())
+                busy[connection] = _Chunk(worker, indices, time.monotonic() + timeout_s)
+            next_deadline = min(chunk.deadline for chunk in busy.values())
             for connection in wait(list(busy), timeout=max(0.0, next_deadline - time.monotonic())):
-                worker, index, _ = busy.pop(connection)  # type: ignore[index]
+                chunk = busy[connection]  # type: ignore[index]
                 try:
                     finished, result = connection.recv()  # type: ignore[union-attr]
-                except (EOFError, OSError):  # the child died (e.g. out of memory)
-                    finished, result = False, None
-                    worker.kill()
-                results[index] = result if finished else TIMED_OUT
-                idle.append(worker)
+                except (EOFError, OSError):  # the child died (e.g. out of memory): its item failed
+                    _give_up(chunk, busy, idle, pending)
+                    continue
+                results[chunk.indices[chunk.done]] = result if finished else TIMED_OUT
+                chunk.done += 1
+                chunk.deadline = time.monotonic() + timeout_s
+                if chunk.done == len(chunk.indices):
+                    del busy[connection]  # type: ignore[arg-type]
+                    idle.append(chunk.worker)
             now = time.monotonic()
-            for connection, (worker, index, deadline) in list(busy.items()):
-                if deadline <= now:
-                    del busy[connection]
-                    worker.kill()
-                    idle.append(worker)
+            for chunk in [chunk for chunk in busy.values() if chunk.deadline <= now]:
+                _give_up(chunk, busy, idle, pending)
     return results
+
+
+def _give_up(chunk: _Chunk, busy: dict, idle: list[_Worker], pending: collections.deque) -> None:
+    """Kill the chunk's child: its current item keeps ``TIMED_OUT``, the items after it go back to the queue."""
+    busy.pop(chunk.worker.connection)
+    chunk.worker.kill()
+    idle.append(chunk.worker)
+    pending.extendleft(reversed(chunk.indices[chunk.done + 1 :]))

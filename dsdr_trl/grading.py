@@ -226,9 +226,9 @@ def _last_box(text: str) -> _Box | None:
             case "{":
                 open_braces.append(None)
             case "}":
-                if open_braces and (opened := open_braces.pop()) is not None:
-                    if not text[opened[1] : token.start()].isspace() and token.start() > opened[1]:
-                        last = _Box(opened[0], opened[1], token.start(), token.end())
+                opened = open_braces.pop() if open_braces else None
+                if opened is not None and text[opened[1] : token.start()].strip():  # an empty box is no answer
+                    last = _Box(opened[0], opened[1], token.start(), token.end())
             case "\\\\" | "\\{" | "\\}":
                 pass
             case _ if token.group(1) is not None:  # \boxed 5
