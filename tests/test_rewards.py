@@ -97,3 +97,33 @@ def test_rewards_log_the_comparisons_that_ran_out_of_time(monkeypatch: pytest.Mo
 def test_decimals_setting() -> None:
     assert math_accuracy_reward([r"\boxed{0.3333}"] * 2, solution=[r"\frac{1}{3}"] * 2) == [0.0, 0.0]
     assert math_accuracy_reward([r"\boxed{0.3333}"], solution=[r"\frac{1}{3}"], decimals=4) == [1.0]
+
+
+@pytest.mark.slow  # about 10 s: one training step of a tiny random policy
+def test_grading_timeouts_reach_the_trainer_logs(tmp_path) -> None:
+    from datasets import Dataset
+
+    from dsdr_trl import DSDRConfig, DSDRTrainer
+    from tests.tiny import build_tiny_model_and_tokenizer
+
+    model, tokenizer = build_tiny_model_and_tokenizer()
+    dataset = Dataset.from_dict({"prompt": ["What is $2 + 2$?"] * 8, "solution": ["4"] * 8})
+    args = DSDRConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=8,
+        num_generations=4,
+        max_completion_length=8,
+        max_steps=1,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        diversity_coef=0.0,
+        local_entropy_coef=0.0,
+    )
+    trainer = DSDRTrainer(
+        model=model, processing_class=tokenizer, reward_funcs=math_accuracy_reward, args=args, train_dataset=dataset
+    )
+    trainer.train()
+    # TRL passes its log_metric to the reward; a random policy's short completions never run out of time.
+    assert [record["grading/timeouts"] for record in trainer.state.log_history if "grading/timeouts" in record] == [0.0]
