@@ -123,7 +123,7 @@ _DECIMAL_COMMA = re.compile(r"-?\d+,(?!\d{3}$)\d+")
 # A number as math-verify reads plain text (thousands separators, decimal comma, percent): left to it.
 _PLAIN_NUMBER = re.compile(r"[-+]?[\d.,\s']*\d[\d.,\s']*(?:\\?%)?")
 _TEXT_ARGUMENT = re.compile(r"\\(?:text|textrm|textbf|mathrm|mbox|operatorname|begin|end)\s*\{[^{}]*\}")
-_LETTER_RUN = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
+_LETTER_RUN = re.compile(r"(?<!\\)(?<![^\W\d_])[^\W\d_]{2,}")  # letters of any script
 # Letter runs that are math, not prose, in an answer: function and operator names.
 _MATH_WORDS = frozenset(
     "sin cos tan cot sec csc arcsin arccos arctan sinh cosh tanh log ln lg exp lim max min gcd lcm mod sqrt pi "
