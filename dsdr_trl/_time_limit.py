@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, Final
 
-__all__ = ["DEFAULT_WORKERS", "TIMED_OUT", "TimedOut", "map_with_time_limit"]
+__all__ = ["DEFAULT_WORKERS", "TIMED_OUT", "TimedOut", "map_with_time_limit", "stop_worker"]
 
 # A few workers bound the worst batch; more would compete with the trainer's own processes for the cores.
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -46,8 +46,14 @@ TIMED_OUT: Final = TimedOut()
 _CONTEXT = multiprocessing.get_context("fork")
 
 
-def _serve(connection: Connection) -> None:
+def _serve(connection: Connection, parent_end: Connection) -> None:
     """Child loop: receive ``(function, items)``, send back ``(True, function(item))`` or ``(False, None)`` per item."""
+    # The forked copies of the parent's pipe ends (this child's and the other workers'): closed, so that every pipe
+    # ends (EOFError) when the parent goes, even by os._exit, which skips the handlers that stop the workers.
+    parent_end.close()
+    for worker in _WORKERS:
+        if worker.connection is not None:
+            worker.connection.close()
     while True:
         try:
             function, items = connection.recv()
@@ -70,7 +76,9 @@ class _Worker:
     def start(self) -> Connection:
         if self.connection is None:
             parent_end, child_end = _CONTEXT.Pipe()
-            self.process = _CONTEXT.Process(target=_serve, args=(child_end,), daemon=True, name="dsdr-time-limit")
+            self.process = _CONTEXT.Process(
+                target=_serve, args=(child_end, parent_end), daemon=True, name="dsdr-time-limit"
+            )
             self.process.start()
             child_end.close()
             self.connection = parent_end
@@ -100,6 +108,14 @@ class _Chunk:
         self.indices = indices
         self.done = 0
         self.deadline = deadline
+
+
+def stop_worker() -> None:
+    """Stop the child processes now, for a caller that leaves with ``os._exit``, which skips the exit handlers that
+    stop them otherwise; the next call starts fresh ones."""
+    with _LOCK:
+        for worker in _WORKERS:
+            worker.kill()
 
 
 def map_with_time_limit(
