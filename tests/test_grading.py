@@ -52,7 +52,7 @@ def _read_jsonl(path: Path) -> list[dict]:
         ("Answer: **17**", "17"),
         ("Thus $x = 5$.", "x = 5"),
         ("We get \\[ y = 2 \\]", "y = 2"),
-        ("Thus $x = 5$.\n\nNo math in the last paragraph.", None),
+        ("Thus $x = 5$.\n\nNo math in the last paragraph.", "x = 5"),  # found anywhere in the text
         (r"\boxed{unclosed", None),
         (r"\boxed{}", None),
         ("", None),
@@ -258,7 +258,7 @@ def test_time_limit_holds_in_a_worker_thread() -> None:
     elapsed = time.perf_counter() - start
     assert not worker.is_alive()
     assert 0.5 <= elapsed < 2.0  # it ran into the limit, and the limit held
-    assert verdicts == [False]
+    assert verdicts == [None]  # unscorable, not wrong
     assert grade(r"\boxed{2}", "2") is True  # a fresh worker took over
 
 

@@ -39,6 +39,10 @@ HOSTILE = {
     "answer phrases": "the answer is " * (SIZE // 14),
     "many short formulas": "$a$ " * (SIZE // 4),
     "box before unclosed parens": "\\boxed{1}" + "\\(" * (SIZE // 2),  # the box is read ahead of math-verify's window
+    "answer phrase before unclosed parens": "The final answer is $1$." + "\\(" * (SIZE // 2),
+    "CJK answer phrases and digits": "答案是1颗。" * (SIZE // 6),
+    "full-width digits and colons": "答案：１" * (SIZE // 4),
+    "think tags": "<think>\\boxed{1}</think>" * (SIZE // 24),
 }
 
 
@@ -59,8 +63,8 @@ def test_grading_is_bounded_and_total(name: str) -> None:
     start = time.perf_counter()
     verdict = grade(text, "x", timeout_s=GRADE_TIMEOUT_S)
     rewards = math_accuracy_reward([text, [{"role": "assistant", "content": text}]], solution=["1", "1"])
-    assert verdict in (True, False)
-    assert rewards in ([0.0, 0.0], [1.0, 1.0])
+    assert verdict in (True, False, None)  # None: the comparison ran out of time, unscorable
+    assert rewards in ([0.0, 0.0], [1.0, 1.0], [None, None])
     assert time.perf_counter() - start < GRADE_BOUND_S + 2 * 3.0  # grade, then two rewards at the default limit
 
 

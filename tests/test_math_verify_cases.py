@@ -16,12 +16,10 @@ from dsdr_trl.grading import grade_many
 from tests.tiny import SHARED_DATA_DIR
 
 CASES = SHARED_DATA_DIR / "peers" / "math_verify_cases.jsonl"
-MIN_AGREEMENTS = 228
+MIN_AGREEMENTS = 230
 
 # Every case (0-based line of the file) where the grader's verdict differs from the expected one, and why.
 DISAGREEMENTS = {
-    6: "gold '1,22' vs '1.22': a comma-separated gold is a list here ({1, 22}, as in OlympiadBench's joined "
-    "answers); the case's test reads numbers only, where '1,22' is a decimal comma",
     31: "'Answer $ \\n 9 \\n $' vs 9: the case's test reads LaTeX only, where inline $...$ may not span lines; "
     "the grader also reads plain numbers and finds the 9",
     32: "'Answer \\( \\n 9 \\n \\)' vs 9: as the line above, for \\( ... \\)",
@@ -54,4 +52,4 @@ def test_agreement_with_math_verify_cases() -> None:
     disagreements = {i for i, (row, verdict) in enumerate(zip(rows, verdicts)) if (verdict is True) != row["expected"]}
     assert len(rows) - len(disagreements) >= MIN_AGREEMENTS
     assert {i: rows[i]["pred"] for i in disagreements} == {i: rows[i]["pred"] for i in DISAGREEMENTS}
-    assert len(rows) - len(disagreements) == 230  # measured: 230 of 233
+    assert len(rows) - len(disagreements) == 231  # measured: 231 of 233

@@ -78,9 +78,11 @@ def test_recipe_matches_the_paper(recipe, tmp_path):
     assert args.model_init_kwargs == {"attn_implementation": "flash_attention_2", "dtype": "bfloat16"}
     assert args.use_vllm and args.vllm_mode == "colocate"
     rewards = [resolve_reward_function(name).__name__ for name in script_args.reward_funcs]
-    assert rewards[0] == "math_accuracy_reward"
+    # Qwen3 thinks before it answers: only the text after </think> is graded. Qwen2.5-Math answers directly.
+    verifier = "reasoning_math_accuracy_reward" if model.startswith("qwen3") else "math_accuracy_reward"
+    assert rewards[0] == verifier
     if len(rewards) > 1:  # DAPO's overlong punishment joins the verifier, which must then be named
-        assert args.correctness_reward == "math_accuracy_reward"
+        assert args.correctness_reward == verifier
 
 
 @pytest.mark.parametrize("recipe", PAPER_RECIPES, ids=lambda path: f"{path.parent.name}/{path.stem}")

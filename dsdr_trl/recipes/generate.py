@@ -26,6 +26,10 @@ MODELS = {
     "qwen3-1.7b": ("Qwen/Qwen3-1.7B", 8192, 2),
     "qwen3-4b": ("Qwen/Qwen3-4B", 8192, 2),
 }
+# Reasoning models think in <think>...</think> before they answer (Qwen3's chat template leaves thinking on):
+# their verifier grades only what follows </think>, as TRL's reasoning_accuracy_reward does. Qwen2.5-Math answers
+# directly, so its whole completion is graded.
+REASONING_MODELS = ("qwen3-1.7b", "qwen3-4b")
 
 # file stem -> title. The ablations are in Table 1 for Qwen3-1.7B only, so only that model gets them.
 METHODS = {
@@ -78,7 +82,13 @@ def recipe(model: str, method: str) -> list[tuple[str, object, str] | str]:
         if method == "grpo"
         else "Sec. 4.1 / Table 2: clip-higher (0.2, 0.28), as DAPO"
     )
-    rewards: list[str] = ["math_accuracy"]
+    verifier = "reasoning_math_accuracy" if model in REASONING_MODELS else "math_accuracy"
+    verifier_source = (
+        "Sec. 3.1: binary verifier reward r_i; not in the paper: graded after </think>, as Qwen3 thinks first"
+        if model in REASONING_MODELS
+        else "Sec. 3.1: binary verifier reward r_i"
+    )
+    rewards: list[str] = [verifier]
     if method == "dapo":
         rewards.append(f"dsdr_trl.recipes.dapo_overlong:soft_overlong_punishment_{max_length // 1024}k")
     lines: list[tuple[str, object, str] | str] = [
@@ -95,11 +105,11 @@ def recipe(model: str, method: str) -> list[tuple[str, object, str] | str]:
         ("dataset_config", "en", "Sec. 4.1: the English config (columns prompt, solution)"),
         ("deduplicate", True, "Sec. 4.1: de-duplicated training prompts"),
         ("prompt_format", "conversational", "not in the paper: the model's chat template around each problem"),
-        ("reward_funcs", rewards, "Sec. 3.1: binary verifier reward r_i"
+        ("reward_funcs", rewards, verifier_source
          + (" + DAPO's soft overlong punishment (Eq. 13 of the DAPO paper, via trl.rewards)" if method == "dapo" else "")),
     ]
     if method == "dapo":
-        lines.append(("correctness_reward", "math_accuracy_reward", "Eq. 10: the verifier among the reward functions"))
+        lines.append(("correctness_reward", f"{verifier}_reward", "Eq. 10: the verifier among the reward functions"))
     lines += ["", "# Optimisation"]
     lines += [
         ("learning_rate", 1.0e-6, "Table 2: lr 1e-6"),

@@ -44,6 +44,7 @@ from .preflight import (
 
 REWARD_FUNCTIONS: dict[str, str] = {
     "math_accuracy": "dsdr_trl.rewards:math_accuracy_reward",
+    "reasoning_math_accuracy": "dsdr_trl.rewards:reasoning_math_accuracy_reward",
     "boxed_format": "dsdr_trl.rewards:boxed_format_reward",
 }
 """Short names accepted in `reward_funcs`, and the function each stands for."""
