@@ -39,7 +39,7 @@ def alternating_reward(completions, **kwargs) -> list[float]:
     """A verifier whose outcome no sampling can change: every other row of the generation batch is correct, so every
     group (G even) holds correct and incorrect completions at every step, on any CPU. For tests that need DSDR's
     correct-only terms (bonus, coupling, local entropy) at work; `digit_reward` calls about a quarter of the tiny
-    model's completions correct, and none in a whole step about once in ten."""
+    model's completions correct, and none of a step's 8 in 2 of 80 steps measured (20 seeds)."""
     return [float(row % 2 == 0) for row in range(len(completions))]
 
 
