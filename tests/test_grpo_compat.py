@@ -363,8 +363,8 @@ def test_rows_masked_out_of_the_loss_get_no_coupling_weight(tmp_path, minilm_pat
     )
     trainer.model.train()
     inputs = next(iter(trainer.get_train_dataloader()))
-    # Which completions finish is sampled: each does so with probability ~0.7, so a batch of 16 holds both kinds but
-    # once in ~250 draws, whatever the CPU's float path; a new draw until it does (three make a miss ~1e-7).
+    # Which completions finish is sampled (each with probability ~0.7, measured): a batch of 16 lacks one kind about
+    # once in 250 draws, on any CPU's float path. So it draws again until it has both (a miss in three: ~1e-7).
     for _ in range(3):
         batch = trainer._generate_and_score_completions(inputs)
         in_loss = batch["completion_mask"].sum(dim=1) > 0
