@@ -35,7 +35,7 @@ def main() -> None:
 
     scorer_encoder = args.encoder
     if args.smoke:
-        from quickstart import encoder_path
+        from dsdr_trl.scripts.demo import encoder_path
 
         scorer_encoder = encoder_path()
     scorer = DiversityScorer(model=scorer_encoder, formula_extractor=latex_and_plain_equations, formula_weight=0.5)
@@ -47,7 +47,7 @@ def main() -> None:
     if not args.smoke:
         return
 
-    from quickstart import train_tiny
+    from dsdr_trl.scripts.demo import train_tiny
 
     train_tiny(math_accuracy_reward, steps=2, diversity_scorer=scorer)
 

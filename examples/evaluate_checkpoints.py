@@ -53,7 +53,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         if args.smoke:
-            from quickstart import encoder_path
+            from dsdr_trl.scripts.demo import encoder_path
 
             run_dir, benchmark = make_smoke_run(Path(scratch))
             benchmarks, encoder = [str(benchmark)], encoder_path()

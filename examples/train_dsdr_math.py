@@ -7,7 +7,7 @@ Real run (8 GPUs, Qwen3-1.7B, 8K responses; the shipped recipe `qwen3-1.7b/dsdr`
         --model Qwen/Qwen3-1.7B --max-completion-length 8192 --output-dir runs/qwen3-1.7b-dsdr
 
 Smoke mode (CPU, offline, seconds): `python examples/train_dsdr_math.py --smoke` trains the tiny model of
-quickstart.py on its bundled problems for 2 steps with this run's reward function and learning rate.
+`dsdr-trl demo` on its bundled problems for 2 steps with this run's reward function and learning rate.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def main() -> None:
     parser.add_argument("--output-dir", default="runs/dsdr")
     parser.add_argument("--smoke", action="store_true", help="tiny offline CPU run of the same code path")
     args = parser.parse_args()
-    if args.smoke:  # the tiny model of quickstart.py, with this run's reward function
-        from quickstart import train_tiny
+    if args.smoke:  # the tiny model of `dsdr-trl demo`, with this run's reward function
+        from dsdr_trl.scripts.demo import train_tiny
 
         train_tiny(math_accuracy_reward, steps=2, learning_rate=1e-6)
         return

@@ -20,7 +20,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from dsdr_trl import DSDRConfig, DSDRTrainer
-from tests.test_trainer import digit_reward, prompt_dataset
+from tests.test_trainer import alternating_reward, prompt_dataset
 
 ENGINES = ("ddp", "zero2", "zero3", "fsdp2")
 
@@ -132,7 +132,7 @@ def main(engine: str, result_path: str, model_dir: str, minilm_dir: str, work_di
 
     grpo = GRPOTrainer(
         model=model_dir,
-        reward_funcs=digit_reward,
+        reward_funcs=alternating_reward,
         args=GRPOConfig(**settings(engine, work / "grpo")),
         train_dataset=prompt_dataset(),
     )
@@ -143,7 +143,7 @@ def main(engine: str, result_path: str, model_dir: str, minilm_dir: str, work_di
 
     def dsdr_trainer(**overrides) -> DSDRTrainer:
         args = DSDRConfig(**settings(engine, work / "dsdr", **dsdr_settings, **overrides))
-        return DSDRTrainer(model=model_dir, reward_funcs=digit_reward, args=args, train_dataset=prompt_dataset())
+        return DSDRTrainer(model=model_dir, reward_funcs=alternating_reward, args=args, train_dataset=prompt_dataset())
 
     uninterrupted = dsdr_trainer(save_strategy="steps", save_steps=1)
     uninterrupted.train()

@@ -10,7 +10,7 @@ import torch
 from transformers import TrainerCallback
 
 from dsdr_trl import DSDRConfig, DSDRTrainer
-from tests.test_trainer import digit_reward, parameters, prompt_dataset, tiny_args
+from tests.test_trainer import alternating_reward, parameters, prompt_dataset, tiny_args
 from tests.tiny import build_tiny_model_and_tokenizer
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,12 @@ def dsdr_trainer(output_dir, minilm_path, **overrides) -> DSDRTrainer:
         DSDRConfig, output_dir, max_steps=TOTAL_STEPS, semantic_model=minilm_path, diversity_coef=0.1,
         local_entropy_coef=0.01, **overrides,
     )
-    return DSDRTrainer(model=model, reward_funcs=digit_reward, args=args, train_dataset=prompt_dataset(), processing_class=tokenizer)
+    # Every other completion correct: the bonus, the coupling and the local term are at work at every step on any CPU
+    # (with a sampled verifier, a step without a correct completion would leave the local term out of the comparison).
+    return DSDRTrainer(
+        model=model, reward_funcs=alternating_reward, args=args, train_dataset=prompt_dataset(),
+        processing_class=tokenizer,
+    )
 
 
 def dsdr_metrics(trainer: DSDRTrainer) -> dict[int, dict[str, float]]:

@@ -18,7 +18,9 @@ from dsdr_trl.scripts import eval as eval_script
 HEAVY_MODULES = ("torch", "transformers", "trl", "datasets", "sentence_transformers")
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["eval", "--help"], ["recipes", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["train", "--help"], ["eval", "--help"], ["recipes", "--help"], ["demo", "--help"]]
+)
 def test_help_imports_nothing_heavy(argv):
     # What makes --help take seconds is importing torch and the libraries above it: none may be imported.
     code = (

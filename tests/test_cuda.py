@@ -126,13 +126,13 @@ def bf16_config(tmp_path: Path, **overrides) -> DSDRConfig:
 
 
 def test_a_bf16_dsdr_step_on_the_gpu_gives_finite_loss_and_dsdr_metrics(tmp_path, encoder_dir):
-    from tests.test_trainer import digit_reward, prompt_dataset
+    from tests.test_trainer import alternating_reward, prompt_dataset
     from tests.tiny import build_tiny_model_and_tokenizer
 
     model, tokenizer = build_tiny_model_and_tokenizer()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     trainer = DSDRTrainer(
-        model=model, reward_funcs=digit_reward, args=bf16_config(tmp_path), train_dataset=prompt_dataset(),
+        model=model, reward_funcs=alternating_reward, args=bf16_config(tmp_path), train_dataset=prompt_dataset(),
         processing_class=tokenizer, diversity_scorer=DiversityScorer(encoder_dir, device="cuda"),
     )
     assert trainer.accelerator.mixed_precision == "bf16"

@@ -67,10 +67,14 @@ def test_smoke_run_writes_results_and_figures(tmp_path):
     summary = main(["--smoke", "--output-dir", str(tmp_path)])
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["methods"]) == {"grpo", "dsdr"} == set(summary["methods"])
+    # What the runs sampled differs between CPUs: only properties of the results are checked, whatever was sampled.
+    # TRL logs the policy entropy at every step; DSDR the within-group cosine at every generation: (mean, sd), finite.
+    cosine = results["methods"]["dsdr"]["training_logs"]["dsdr/within_group_cosine"]
+    assert cosine[0] is not None and all(math.isfinite(v) for pair in cosine if pair is not None for v in pair)
     for entry in results["methods"].values():
         assert 0 <= entry["final"]["pass@1"][0] <= 1
-        assert "entropy" in entry["training_logs"]
-    assert "dsdr/within_group_cosine" in json.dumps(results["methods"]["dsdr"]["training_logs"])
+        entropy = entry["training_logs"]["entropy"]
+        assert entropy and all(pair is not None and all(map(math.isfinite, pair)) for pair in entropy), entropy
     for name in ("pass_at_k.png", "distinct_correct.png", "entropy.png", "pass1.png", "table.md"):
         assert (tmp_path / name).stat().st_size > 0
 

@@ -41,12 +41,6 @@ def math_jsonl(tmp_path) -> Path:
     return path
 
 
-def parity_reward(completions, **kwargs) -> list[float]:
-    """A stand-in verifier that calls about half of a random model's completions correct, so that the correct-only
-    terms of DSDR (bonus, coupling, local entropy) are exercised; `math_accuracy` would find none correct."""
-    return [float(len(str(completion)) % 2 == 0) for completion in completions]
-
-
 def tiny_run_args(model_dir: str, dataset: Path, encoder: str, output_dir: Path) -> list[str]:
     # The recipe's placeholders are overridden on the command line, which also checks that the command line wins.
     return [
@@ -55,7 +49,10 @@ def tiny_run_args(model_dir: str, dataset: Path, encoder: str, output_dir: Path)
         "--dataset_name", str(dataset),
         "--semantic_model", encoder,
         "--output_dir", str(output_dir),
-        "--reward_funcs", f"{__name__}:parity_reward",  # the import-path form of a reward function
+        # The import-path form of a reward function; every other row correct, so that DSDR's correct-only terms (bonus,
+        # coupling, local entropy) are at work at every step on any CPU (math_accuracy finds the random model's
+        # completions all wrong). Each process scores its own rows, an even number here.
+        "--reward_funcs", "tests.test_trainer:alternating_reward",
     ]  # fmt: skip
 
 
@@ -232,7 +229,7 @@ def test_the_tiny_recipe_trains_offline_without_naming_the_encoder_and_prints_a_
 ):
     monkeypatch.setattr(preflight, "in_hub_cache", lambda repo_id: False)  # a machine that never downloaded it
     argv = ["train", "--config", "tiny_cpu", "--model_name_or_path", tiny_model_dir, "--dataset_name", str(math_jsonl),
-            "--output_dir", str(tmp_path / "run"), "--reward_funcs", f"{__name__}:parity_reward"]  # fmt: skip
+            "--output_dir", str(tmp_path / "run"), "--reward_funcs", "tests.test_trainer:alternating_reward"]  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert cli.main(argv) == 0

@@ -1,4 +1,4 @@
-"""The tiny CPU world of the `tiny_cpu` recipe and of the quickstart demo: eight arithmetic problems, a byte-level BPE
+"""The tiny CPU world of the `tiny_cpu` recipe and of `dsdr-trl demo`: eight arithmetic problems, a byte-level BPE
 chat tokenizer and a 2-layer Qwen2, all made in code (nothing is downloaded).
 
 A random model writes noise, in which DSDR has nothing to score: no completion is correct and none holds a formula.

@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("dsdr_trl.scripts.train", "Train a model with DSDR from a YAML recipe and/or command-line flags"),
     "eval": ("dsdr_trl.scripts.eval", "Pass@1, Avg@k, Pass@k and diversity@k of models on math benchmarks"),
     "recipes": ("dsdr_trl.scripts.recipes", "List the shipped recipes, print one, or copy one to a file"),
+    "demo": ("dsdr_trl.scripts.demo", "Train a tiny model with DSDR on CPU, offline, printing every DSDR quantity"),
 }
 """Subcommand name -> (module with `main(argv)`, one-line description)."""
 
