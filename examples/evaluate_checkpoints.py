@@ -1,6 +1,7 @@
 """Evaluate every checkpoint of a training run with the paper's protocol (Sec. 4.1), through dsdr_trl.evaluation.
 
-    python examples/evaluate_checkpoints.py runs/qwen3-1.7b/dsdr --benchmarks aime24 math500 --max-new-tokens 8192
+    python examples/evaluate_checkpoints.py runs/qwen3-1.7b/dsdr --benchmarks aime24 math500 --max-new-tokens 8192 \
+        --reasoning-end '</think>'
 
 is `dsdr-trl eval --models <run>/checkpoint-* ...` with the checkpoints found for you, in training order. Writes
 samples.jsonl (resumable), results.json, table.md and pass_at_k.png to `<run>/eval` by default.
@@ -48,6 +49,9 @@ def main() -> None:
     parser.add_argument("--benchmarks", nargs="+", default=["aime24", "aime25", "math500", "minervamath", "olympiadbench"])
     parser.add_argument("--output-dir", default=None, help="default: <run_dir>/eval")
     parser.add_argument("--max-new-tokens", type=int, default=4096, help="the training max response length")
+    parser.add_argument(
+        "--reasoning-end", default=None, help="grade only after this marker, e.g. '</think>' for Qwen3 (default: all)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny offline CPU evaluation")
     args = parser.parse_args()
 
@@ -63,7 +67,9 @@ def main() -> None:
             if not args.run_dir:
                 parser.error("give the run directory (or --smoke)")
             run_dir, benchmarks, encoder = Path(args.run_dir), args.benchmarks, "sentence-transformers/all-MiniLM-L6-v2"
-            protocol = EvaluationProtocol(max_new_tokens=args.max_new_tokens, ks=default_ks(64))
+            protocol = EvaluationProtocol(
+                max_new_tokens=args.max_new_tokens, ks=default_ks(64), reasoning_end=args.reasoning_end
+            )
             backend, device = "auto", None
         models = checkpoints(run_dir)
         if not models:

@@ -96,6 +96,18 @@ def test_eval_flags_take_both_spellings_and_all_have_help():
     assert "(default: None)" not in help_text and help_text.count("default: 1, 2, 4") == 1
 
 
+def test_eval_reasoning_end_is_a_grading_setting_and_must_be_a_marker(capsys):
+    parser = eval_script.build_parser()
+    required = ["--models", "m", "--output-dir", "out"]
+    assert parser.parse_args(required).reasoning_end is None  # the whole completion is graded
+    assert parser.parse_args([*required, "--reasoning-end", "</think>"]).reasoning_end == "</think>"
+    assert parser.parse_args([*required, "--reasoning_end", "</think>"]).reasoning_end == "</think>"
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["eval", *required, "--reasoning-end", ""])
+    assert exit.value.code == 2
+    assert "reasoning_end must be a non-empty marker such as '</think>'" in capsys.readouterr().err
+
+
 def test_eval_stops_in_one_line_when_a_benchmark_is_nowhere(tmp_path, capsys):
     # conftest sets HF_HUB_OFFLINE=1: no local copy and no Hub, so no model is loaded and nothing is retried.
     argv = ["eval", "--models", str(tmp_path), "--benchmarks", "math500", "--output-dir", str(tmp_path / "out"),

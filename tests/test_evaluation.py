@@ -12,13 +12,20 @@ import torch
 
 from dsdr_trl import evaluation
 from dsdr_trl.evaluation import (
+    SAMPLED_REGIME,
+    EvaluationProtocol,
+    Generation,
     PassAtKCallback,
+    Problem,
     SampleStore,
     TransformersSampler,
+    WorkItem,
     correctness_metrics,
     default_ks,
     diversity_of_correct,
+    draw_samples,
     pass_at_k,
+    regrade_stale,
     shard,
 )
 from dsdr_trl.scripts import cli
@@ -101,6 +108,57 @@ def test_sample_store_skips_a_line_cut_short_and_appends_on_a_new_line(tmp_path)
     assert len(SampleStore(path).records) == 3
     appended = [json.dumps({**record, "sample_index": i}) for i in (1, 2)]
     assert path.read_text().split("\n")[1:] == ['{"model": "m", "bench', *appended, ""]  # each on its own line
+
+
+# Hand-made completions of a problem whose answer is 4, and whether each is correct read whole / after </think>.
+THINKING_COMPLETIONS = [
+    (r"<think> 2 + 2 = 4, so the answer is \boxed{4}", True, False),  # the thinking never ends
+    (r"<think> maybe \boxed{3} </think> So \boxed{4}.", True, True),
+    (r"<think> \boxed{4} </think> I am not sure.", True, False),  # the answer was only thought, not given
+    (r"<think> \boxed{4} </think> So \boxed{3}.", False, False),
+]
+
+
+class FixedSampler:
+    """Returns the given completions, in order, instead of sampling: grading is then fully deterministic."""
+
+    chunk_size = len(THINKING_COMPLETIONS)
+
+    def generate(self, prompts, settings, seeds):
+        return [Generation(text, num_tokens=1, finished=True) for text, _, _ in THINKING_COMPLETIONS[: len(prompts)]]
+
+
+def thinking_work() -> list[WorkItem]:
+    settings, _ = EvaluationProtocol(num_samples=4, avg_k=4, ks=(1, 4)).regimes()[SAMPLED_REGIME]
+    problem = Problem("toy", 0, "What is 2 + 2?", "4", "sha")  # a plain-text prompt needs no tokenizer
+    return [WorkItem("m", problem, SAMPLED_REGIME, settings, i) for i in range(len(THINKING_COMPLETIONS))]
+
+
+@pytest.mark.parametrize(("reasoning_end", "column"), [(None, 1), ("</think>", 2)])
+def test_the_evaluation_grades_the_whole_completion_or_only_after_the_thinking(reasoning_end, column):
+    records = draw_samples(FixedSampler(), None, thinking_work(), reasoning_end=reasoning_end)
+    assert [r["correct"] for r in records] == [row[column] for row in THINKING_COMPLETIONS]
+    assert all(r["reasoning_end"] == reasoning_end for r in records)  # each sample says how it was graded
+
+
+def test_a_resumed_run_regrades_stored_samples_read_another_way_without_sampling_them_again(tmp_path):
+    work = thinking_work()
+    store = SampleStore(tmp_path / "samples.jsonl")
+    records = draw_samples(FixedSampler(), None, work)
+    del records[0]["reasoning_end"]  # written before the reading was recorded: graded whole
+    store.append(records)
+    assert regrade_stale(work, store, None) == 0
+    assert regrade_stale(work, store, "</think>") == len(work)
+    reloaded = SampleStore(tmp_path / "samples.jsonl")  # the regraded records, appended, replace the first ones
+    assert [reloaded[item.key()]["correct"] for item in work] == [row[2] for row in THINKING_COMPLETIONS]
+    assert [reloaded[item.key()]["completion"] for item in work] == [row[0] for row in THINKING_COMPLETIONS]
+    assert regrade_stale(work, reloaded, "</think>") == 0
+
+
+@pytest.mark.parametrize("reasoning_end", ["", "  "])
+def test_the_protocol_rejects_an_empty_reasoning_end(reasoning_end):
+    with pytest.raises(ValueError, match="reasoning_end must be a non-empty marker"):
+        EvaluationProtocol(reasoning_end=reasoning_end)
 
 
 def test_diversity_of_correct_with_dsdrs_scorer_separates_copies_from_distinct_derivations(minilm_path):
@@ -188,7 +246,20 @@ def test_eval_cli_end_to_end_writes_reports_and_resumes(tmp_path, tiny_models, c
     assert count_generate == []
     assert (output_dir / "samples.jsonl").read_text() == samples_before
     rerun = json.loads((output_dir / "results.json").read_text())["summary"]
-    assert rerun["samples_drawn_this_run"] == 0 and rerun["results"] == summary["results"]
+    assert rerun["samples_drawn_this_run"] == rerun["samples_regraded_this_run"] == 0
+    assert rerun["results"] == summary["results"]
+
+    # Another reading: nothing is sampled again, every sample is regraded, and the reports say which reading.
+    assert cli.main([*argv, "--reasoning-end", "</think>"]) == 0
+    assert count_generate == []
+    reread = json.loads((output_dir / "results.json").read_text())
+    assert reread["summary"]["protocol"]["reasoning_end"] == "</think>"
+    assert reread["summary"]["samples_regraded_this_run"] == expected_samples
+    assert {s["reasoning_end"] for s in reread["samples"]} == {"</think>"}
+    assert "graded after the last `</think>`" in (output_dir / "table.md").read_text().splitlines()[0]
+    assert cli.main(argv) == 0 and count_generate == []  # and back: the first numbers again
+    back = json.loads((output_dir / "results.json").read_text())["summary"]
+    assert back["samples_regraded_this_run"] == expected_samples and back["results"] == summary["results"]
 
     # An interrupted run (some samples missing, last line cut short) draws only what is missing.
     lines = samples_before.splitlines()
@@ -243,6 +314,20 @@ def test_callback_restores_training_mode():
     metrics = callback.evaluate(model, tokenizer)
     assert model.training
     assert set(metrics) == {"eval/avg@1", "eval/pass@1"}
+
+
+@pytest.mark.parametrize(("reasoning_end", "column"), [(None, 1), ("</think>", 2)])
+def test_the_callback_grades_with_the_reading_it_is_given(monkeypatch, reasoning_end, column):
+    monkeypatch.setattr(evaluation.callback, "TransformersSampler", lambda model, tokenizer, batch_size: FixedSampler())
+    trainer = SimpleNamespace(
+        args=SimpleNamespace(max_completion_length=3),
+        accelerator=SimpleNamespace(process_index=0, num_processes=1),
+    )
+    callback = PassAtKCallback(trainer, benchmarks=(), num_samples=4, ks=(4,), reasoning_end=reasoning_end)
+    callback.problems = {"toy": [thinking_work()[0].problem]}
+    metrics = callback.evaluate(torch.nn.Linear(1, 1), tokenizer=None)
+    expected = [row[column] for row in THINKING_COMPLETIONS]
+    assert metrics == {"eval/avg@4": pytest.approx(sum(expected) / 4), "eval/pass@4": 1.0}
 
 
 def test_a_lora_adapter_is_loaded_on_its_base_and_merged(tmp_path, tiny_models):

@@ -50,9 +50,9 @@ _LAZY_MODULES = {
     "loading": ("default_device", "adapter_config", "find_adapter", "load_tokenizer", "load_model"),
     "sampling": (
         "Generation", "Sampler", "stop_token_ids", "TransformersSampler", "VLLMSampler", "resolve_backend",
-        "make_sampler", "render_prompt", "draw_samples",
+        "make_sampler", "render_prompt", "draw_samples", "grade_records",
     ),
-    "run": ("LazyScorer", "generate_missing", "summarize", "run_evaluation"),
+    "run": ("LazyScorer", "generate_missing", "regrade_stale", "summarize", "run_evaluation"),
     "callback": ("PassAtKCallback", "shard"),
 }  # fmt: skip
 _LAZY_NAMES = {name: module for module, names in _LAZY_MODULES.items() for name in names}
@@ -60,13 +60,14 @@ _LAZY_NAMES = {name: module for module, names in _LAZY_MODULES.items() for name 
 if TYPE_CHECKING:  # the same names for type checkers, which do not run __getattr__
     from .callback import PassAtKCallback, shard
     from .loading import adapter_config, default_device, find_adapter, load_model, load_tokenizer
-    from .run import LazyScorer, generate_missing, run_evaluation, summarize
+    from .run import LazyScorer, generate_missing, regrade_stale, run_evaluation, summarize
     from .sampling import (
         Generation,
         Sampler,
         TransformersSampler,
         VLLMSampler,
         draw_samples,
+        grade_records,
         make_sampler,
         render_prompt,
         resolve_backend,

@@ -39,6 +39,9 @@ class PassAtKCallback(TrainerCallback):
         temperature, top_p, max_new_tokens, seed: sampling settings (max_new_tokens defaults to the trainer's
             `max_completion_length` when it has one, else 1024).
         batch_size: prompts per `generate` call.
+        reasoning_end: how completions are graded (see `EvaluationProtocol`): None grades the whole completion,
+            "</think>" only the text after it. Pass the reading of the training reward: "</think>" when it is
+            `reasoning_math_accuracy_reward` (as in the Qwen3 recipes), None for `math_accuracy_reward`.
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class PassAtKCallback(TrainerCallback):
         batch_size: int = 8,
         data_dir: str | Path | None = None,
         system_prompt: str | None = None,
+        reasoning_end: str | None = None,
     ):
         if eval_steps < 1:
             raise ValueError(f"eval_steps must be at least 1, got {eval_steps}.")
@@ -71,6 +75,7 @@ class PassAtKCallback(TrainerCallback):
             ks=tuple(ks) if ks is not None else default_ks(num_samples),
             max_new_tokens=max_new_tokens,
             seed=seed,
+            reasoning_end=reasoning_end,
         )
         self.batch_size = batch_size
         self.problems = load_problems(benchmarks, limit, data_dir, system_prompt)
@@ -97,7 +102,9 @@ class PassAtKCallback(TrainerCallback):
                     correct = [
                         record["correct"]
                         for batch in chunks(items, self.batch_size)
-                        for record in draw_samples(sampler, tokenizer, batch)
+                        for record in draw_samples(
+                            sampler, tokenizer, batch, reasoning_end=self.protocol.reasoning_end
+                        )
                     ]
                     local.append((benchmark, problem.index, correct))
         finally:

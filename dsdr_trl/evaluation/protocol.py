@@ -8,6 +8,8 @@ Two regimes are sampled per model and benchmark:
   over all of them. The paper draws its 16 Avg@16 samples and its 64 Pass@k samples with the same settings;
   sharing them here saves a quarter of the generation and changes no expectation.
 
+How a completion is graded is a setting too (`EvaluationProtocol.reasoning_end`).
+
 Standard library only: the command line and the training callback read these settings without loading a model.
 """
 
@@ -38,7 +40,14 @@ class SamplingSettings:
 
 @dataclass(frozen=True)
 class EvaluationProtocol:
-    """What is sampled and reported; defaults are the paper's (Sec. 4.1, Table 3; max length of 4K training)."""
+    """What is sampled and reported; defaults are the paper's (Sec. 4.1, Table 3; max length of 4K training).
+
+    `reasoning_end` is how completions are graded, not how they are sampled: None grades the whole completion;
+    a marker such as "</think>" grades only the text after its last occurrence, and a completion without it
+    (thinking that never ends) is incorrect. Use the reading of the training reward: None for `math_accuracy`,
+    "</think>" for `reasoning_math_accuracy` (docs/grading.md). Diversity@k reads the whole completion, thinking
+    included, either way, as DSDR's diversity score does in training.
+    """
 
     pass1_temperature: float = 0.1
     temperature: float = 0.7
@@ -48,6 +57,7 @@ class EvaluationProtocol:
     ks: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
     max_new_tokens: int = 4096
     seed: int = 0
+    reasoning_end: str | None = None
 
     def __post_init__(self) -> None:
         if self.num_samples < 1:
@@ -59,6 +69,10 @@ class EvaluationProtocol:
             raise ValueError(f"every k must be between 1 and num_samples = {self.num_samples}; got {self.ks}.")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}.")
+        if self.reasoning_end is not None and not (isinstance(self.reasoning_end, str) and self.reasoning_end.strip()):
+            raise ValueError(
+                f"reasoning_end must be a non-empty marker such as '</think>', or None, got {self.reasoning_end!r}."
+            )
 
     def regimes(self) -> dict[str, tuple[SamplingSettings, int]]:
         """Regime name -> (sampling settings, samples per problem)."""

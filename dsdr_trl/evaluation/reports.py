@@ -30,11 +30,19 @@ def benchmark_title(name: str) -> str:
     return BENCHMARK_TITLES.get(name, Path(name).name or name)
 
 
-def markdown_table(results: dict[str, Any], benchmarks: Sequence[str], avg_k: int) -> str:
-    """Table 1 of the paper: rows = models, columns = benchmarks + average, cells "Pass@1 / Avg@k" in percent."""
+def markdown_table(
+    results: dict[str, Any], benchmarks: Sequence[str], avg_k: int, reasoning_end: str | None = None
+) -> str:
+    """Table 1 of the paper: rows = models, columns = benchmarks + average, cells "Pass@1 / Avg@k" in percent.
+
+    With `reasoning_end`, the title says that only the text after it was graded.
+    """
     header = ["Model", *(benchmark_title(b) for b in benchmarks), "Average"]
+    title = f"Pass@1 / Avg@{avg_k} (%)"
+    if reasoning_end is not None:
+        title += f"; graded after the last `{reasoning_end}` (a completion without it is incorrect)"
     lines = [
-        f"Pass@1 / Avg@{avg_k} (%)",
+        title,
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + [":---:"] * (len(header) - 1)) + "|",
@@ -108,5 +116,6 @@ def write_reports(output_dir: str | Path, summary: dict[str, Any], samples: Sequ
     benchmarks, avg_k, results = summary["benchmarks"], summary["protocol"]["avg_k"], summary["results"]
     with open(output_dir / RESULTS_FILE, "w", encoding="utf-8") as handle:
         json.dump({"summary": summary, "samples": list(samples)}, handle, ensure_ascii=False, indent=1)
-    (output_dir / TABLE_FILE).write_text(markdown_table(results, benchmarks, avg_k), encoding="utf-8")
+    table = markdown_table(results, benchmarks, avg_k, summary["protocol"]["reasoning_end"])
+    (output_dir / TABLE_FILE).write_text(table, encoding="utf-8")
     plot_pass_at_k(results, benchmarks, output_dir / PLOT_FILE)

@@ -16,7 +16,7 @@ from .loading import default_device
 from .metrics import DEFAULT_ENCODER, correctness_metrics, diversity_of_correct
 from .protocol import PASS1_REGIME, SAMPLED_REGIME, EvaluationProtocol
 from .reports import write_reports
-from .sampling import draw_samples, make_sampler
+from .sampling import draw_samples, grade_records, make_sampler
 from .store import SAMPLES_FILE, Problem, SampleStore, WorkItem, chunks, load_problems, plan_work
 
 
@@ -45,16 +45,20 @@ def generate_missing(
     batch_size: int,
     dtype: str,
     seed: int,
+    reasoning_end: str | None,
     show_progress: bool,
 ) -> int:
-    """Draw every planned sample not yet in the store, one model loaded at a time; returns how many were drawn."""
+    """Draw every planned sample not yet in the store, one model loaded at a time; returns how many were drawn.
+
+    Each is graded with the reading `reasoning_end` (see `EvaluationProtocol`).
+    """
     missing = [item for item in work if item.key() not in store]
     with tqdm(total=len(missing), desc="sampling", unit="sample", disable=not show_progress) as progress:
         for model_name in dict.fromkeys(item.model for item in missing):
             sampler, tokenizer = make_sampler(model_name, backend, device, batch_size, dtype, seed)
             model_items = [item for item in missing if item.model == model_name]
             for batch in chunks(model_items, sampler.chunk_size):
-                store.append(draw_samples(sampler, tokenizer, batch))
+                store.append(draw_samples(sampler, tokenizer, batch, reasoning_end=reasoning_end))
                 progress.update(len(batch))
             # Free this model before the next one is loaded.
             del sampler
@@ -62,6 +66,19 @@ def generate_missing(
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
     return len(missing)
+
+
+def regrade_stale(work: Sequence[WorkItem], store: SampleStore, reasoning_end: str | None) -> int:
+    """Grade again the planned samples the store holds under another reading; returns how many.
+
+    A sample is reusable whatever the reading (it depends on the sampling settings only), its grade is not: the
+    regraded records are appended, and a record appended later replaces the earlier one when the store is read.
+    Records written before the reading was recorded were graded whole (None).
+    """
+    stale = [store[item.key()] for item in work if store[item.key()].get("reasoning_end") != reasoning_end]
+    if stale:
+        store.append(grade_records(stale, reasoning_end))
+    return len(stale)
 
 
 def summarize(
@@ -127,7 +144,7 @@ def run_evaluation(
         models: model or checkpoint paths / Hub ids; LoRA adapters are recognised by their adapter_config.json.
         benchmarks: names from `dsdr_trl.data.BENCHMARKS`, JSONL paths or Hub ids.
         output_dir: where everything is written; rerunning with the same directory resumes.
-        protocol: sampling and metric settings (default: the paper's).
+        protocol: sampling, grading and metric settings (default: the paper's, grading whole completions).
         backend: "auto", "vllm" or "transformers".
         device: for transformers sampling and the diversity encoder (default: cuda if available, else cpu).
         batch_size: prompts per transformers `generate` call.
@@ -156,8 +173,10 @@ def run_evaluation(
         batch_size=batch_size,
         dtype=dtype,
         seed=protocol.seed,
+        reasoning_end=protocol.reasoning_end,
         show_progress=show_progress,
     )
+    regraded = regrade_stale(work, store, protocol.reasoning_end)
     scorer = LazyScorer(encoder, device) if encoder else None
     results = summarize(models, problems, protocol, store, scorer)
     summary = {
@@ -168,6 +187,7 @@ def run_evaluation(
         "system_prompt": system_prompt,
         "encoder": encoder,
         "samples_drawn_this_run": drawn,
+        "samples_regraded_this_run": regraded,
         "results": results,
     }
     write_reports(output_dir, summary, [store[item.key()] for item in work])

@@ -177,17 +177,19 @@ def render_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Prompt) -> str:
 
 
 def draw_samples(
-    sampler: Sampler, tokenizer: PreTrainedTokenizerBase, items: Sequence[WorkItem]
+    sampler: Sampler, tokenizer: PreTrainedTokenizerBase, items: Sequence[WorkItem], *, reasoning_end: str | None = None
 ) -> list[dict[str, Any]]:
-    """Sample and grade one chunk of work items (same settings); returns their records for the store."""
+    """Sample and grade one chunk of work items (same settings); returns their records for the store.
+
+    `reasoning_end` is the protocol's reading (see `grade_records`).
+    """
     settings = items[0].settings
     prompts = [render_prompt(tokenizer, item.problem.prompt) for item in items]
     seeds = [
         sample_seed(settings.seed, item.problem.benchmark, item.problem.index, item.sample_index) for item in items
     ]
     generations = sampler.generate(prompts, settings, seeds)
-    grades = grade_many([g.text for g in generations], [item.problem.answer for item in items])
-    return [
+    records = [
         {
             "model": item.model,
             "benchmark": item.problem.benchmark,
@@ -204,9 +206,21 @@ def draw_samples(
             "completion": generation.text,
             "num_tokens": generation.num_tokens,
             "finished": generation.finished,
-            # None means the grader could not decide (no answer found, timeout): it counts as incorrect.
-            "grade": grade,
-            "correct": grade is True,
         }
-        for item, generation, grade, seed in zip(items, generations, grades, seeds, strict=True)
+        for item, generation, seed in zip(items, generations, seeds, strict=True)
+    ]
+    return grade_records(records, reasoning_end)
+
+
+def grade_records(records: Sequence[dict[str, Any]], reasoning_end: str | None) -> list[dict[str, Any]]:
+    """The records with their completion graded against their answer, and the reading recorded.
+
+    `reasoning_end` None grades the whole completion; a marker such as "</think>" only the text after its last
+    occurrence, and a completion without it is incorrect (`dsdr_trl.grading.grade_many`).
+    """
+    grades = grade_many([r["completion"] for r in records], [r["answer"] for r in records], reasoning_end=reasoning_end)
+    return [
+        # None means the grader could not decide (the gold cannot be parsed, a timeout): it counts as incorrect.
+        {**record, "reasoning_end": reasoning_end, "grade": grade, "correct": grade is True}
+        for record, grade in zip(records, grades, strict=True)
     ]

@@ -2,8 +2,9 @@
 
 Samples are appended to `samples.jsonl` in the output directory as they are produced, each keyed by model,
 benchmark, problem index, a fingerprint of the prompt, sample index and sampling settings; a rerun with the same
-output directory generates only what is missing. `WorkItem.key` and `sample_key` are the two sides of that key
-(planned and stored), so they live together here.
+output directory generates only what is missing. How a sample was graded is not in the key: a rerun with another
+grading reading grades the stored samples again (`run.regrade_stale`). `WorkItem.key` and `sample_key` are the two
+sides of that key (planned and stored), so they live together here.
 """
 
 from __future__ import annotations

@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,  # the default depends on --num-samples: said in the help instead
         help="k of Pass@k (default: 1, 2, 4, ... up to --num-samples, and --num-samples)",
     )
+    option(
+        "--reasoning-end",
+        default=None,
+        help="grade only the text after the last occurrence of this marker, e.g. '</think>' for models that think "
+        "first (Qwen3), as the reasoning_math_accuracy reward does; a completion without it is incorrect "
+        "(default: the whole completion)",
+    )
     option("--encoder", default=DEFAULT_ENCODER, help='sentence encoder for diversity@k; "none" skips diversity@k')
     option("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -97,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ks=tuple(args.ks) if "ks" in args else default_ks(args.num_samples),
             max_new_tokens=args.max_new_tokens,
             seed=args.seed,
+            reasoning_end=args.reasoning_end,
         )
     except ValueError as error:
         parser.error(str(error))
