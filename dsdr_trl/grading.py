@@ -543,6 +543,8 @@ def _final_parts(completions: Sequence[str], reasoning_end: str | None) -> list[
     """Each completion, or with ``reasoning_end`` the text after its last occurrence (``None`` if it never ends)."""
     if reasoning_end is None:
         return list(completions)
+    if not reasoning_end.strip():  # "" would be found at every text's end and grade every completion False
+        raise ValueError(f"reasoning_end must be a non-empty marker such as '</think>', or None, got {reasoning_end!r}")
     parts: list[str | None] = []
     for text in completions:
         cut = text.rfind(reasoning_end)

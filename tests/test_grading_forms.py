@@ -168,6 +168,12 @@ def test_the_default_reading_grades_the_whole_completion() -> None:
     assert grade(r"<think> My answer is \boxed{42}", "42") is True
 
 
+@pytest.mark.parametrize("marker", ["", "  "])
+def test_an_empty_reasoning_marker_is_refused(marker: str) -> None:
+    with pytest.raises(ValueError, match="non-empty marker"):  # "" would end every text and grade everything False
+        grade(r"</think> \boxed{42}", "42", reasoning_end=marker)
+
+
 @pytest.mark.parametrize(
     ("completion", "gold", "expected"),
     [
