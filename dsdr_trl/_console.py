@@ -59,13 +59,21 @@ def _cpu_accelerator_notice_filter(record: logging.LogRecord) -> bool:
     return torch.accelerator.is_available()
 
 
-def compact_line(logs: Mapping[str, object], step: int, max_steps: int) -> str:
+def compact_line(
+    logs: Mapping[str, object], step: int, max_steps: int, why_absent: Mapping[str, str] | None = None
+) -> str:
     """The console line of one `on_log` call: the watched quantities of a training or evaluation step, or the
-    summary that ends training."""
+    summary that ends training. A quantity the step did not log is left out, or, when `why_absent` gives a reason
+    for its label, shown as `label=n/a (reason)`."""
     if "train_runtime" in logs:
         return f"trained {step} steps in {logs['train_runtime']:.1f} s, mean loss {logs.get('train_loss', float('nan')):.4g}"
     prefix = "eval_" if any(key.startswith("eval_") for key in logs) else ""
-    values = [f"{label}={_format(logs[prefix + key])}" for key, label in WATCHED.items() if prefix + key in logs]
+    why_absent = why_absent or {}
+    values = [
+        f"{label}={_format(logs[prefix + key])}" if prefix + key in logs else f"{label}=n/a ({why_absent[label]})"
+        for key, label in WATCHED.items()
+        if prefix + key in logs or label in why_absent
+    ]
     return f"{'eval at ' if prefix else ''}step {step}/{max_steps}  " + " ".join(values)
 
 

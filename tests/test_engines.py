@@ -16,11 +16,9 @@ import sys
 import uuid
 from pathlib import Path
 
-import accelerate
 import pytest
 import torch
 import yaml
-from packaging.version import Version
 from safetensors.torch import load_file
 
 from dsdr_trl.recipes import recipe_path
@@ -73,8 +71,6 @@ def cpu_accelerate_config(engine: str, directory: Path) -> Path:
 def launch(engine: str, directory: Path, module_and_arguments: list[str], timeout: float = 400):
     """`accelerate launch` with the engine's CPU config, from `directory`; returns the completed run and the
     processes still alive afterwards that it started (found by an environment entry every descendant inherits)."""
-    if engine == "fsdp2" and Version(accelerate.__version__) < Version("1.6"):
-        pytest.skip(f"FSDP2 came in accelerate 1.6; this is accelerate {accelerate.__version__}")
     run_id = uuid.uuid4().hex
     command = [
         sys.executable, "-m", "accelerate.commands.launch",

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from dsdr_trl.scripts import cli
-from dsdr_trl.scripts.demo import LEGEND, STEP_LINE, step_line
+from dsdr_trl._console import WATCHED, compact_line
+from dsdr_trl.scripts.demo import LEGEND, WHY_ABSENT
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -20,7 +21,7 @@ EXAMPLES = REPO / "examples"
 # What each smoke run must print: proof that it did its job, not just that it exited 0 (the quickstart is the demo
 # command, tested below).
 EXPECTED_OUTPUT = {
-    "train_dsdr_math.py": "step   2  loss=",
+    "train_dsdr_math.py": "step 2/2  loss=",
     "custom_scorer.py": "D_eq=",  # the custom extractor's formula diversity of the demo group
     "evaluate_checkpoints.py": "checkpoint-2 |",  # the report table lists the second checkpoint
 }
@@ -64,15 +65,14 @@ def test_quickstart_is_the_demo_command():
 
 def test_step_line_shows_every_quantity_or_why_it_has_none():
     logs = {"loss": 0.5, "reward": 0.0, "dsdr/frac_correct": 0.0, "dsdr/semantic/mean": 0.25,
-            "dsdr/formula/mean": 0.5, "dsdr/diversity/mean": 0.375}  # fmt: skip
-    assert step_line(3, logs) == (
-        "step   3  loss=0.5  reward=0 correct=0 D_emb=0.25 D_eq=0.5 d=0.375 bonus=n/a (no correct completion) "
-        "H(w)=n/a (no group with two correct) H_local=n/a (no correct completion)"
+            "dsdr/formula/mean": 0.5, "dsdr/diversity/mean": 0.375, "entropy": 0.75, "completions/mean_length": 12.0}  # fmt: skip
+    assert compact_line(logs, 3, 8, WHY_ABSENT) == (
+        "step 3/8  loss=0.5 reward=0 correct=0 D_emb=0.25 D_eq=0.5 d=0.375 bonus=n/a (no correct completion) "
+        "H(w)=n/a (no group with two correct) H_local=n/a (no correct completion) entropy=0.75 length=12"
     )
+    assert "n/a" not in compact_line(logs, 3, 8)  # the trainer's own line leaves an absent quantity out
     logs |= {"dsdr/bonus/correct_mean": 3e-4, "dsdr/coupling_entropy": 1.0, "dsdr/local_entropy/correct_mean": 0.25}
-    assert step_line(3, logs).endswith("d=0.375 bonus=0.0003 H(w)=1 H_local=0.25")
-    with pytest.raises(KeyError):  # a quantity that every step has is never passed over
-        step_line(3, {"loss": 0.5, "reward": 1.0})
+    assert compact_line(logs, 3, 8, WHY_ABSENT).endswith("d=0.375 bonus=0.0003 H(w)=1 H_local=0.25 entropy=0.75 length=12")
 
 
 def test_demo_without_the_offline_encoder_says_what_to_install_in_one_line(monkeypatch, capsys):
@@ -96,10 +96,10 @@ def test_demo_shows_every_dsdr_quantity_at_each_step_and_no_upstream_noise(minil
     assert lines == [lines[0], *steps, *LEGEND.splitlines()] and lines[0].startswith("dsdr-trl demo: ")
     assert result.stderr == ""
     # What was sampled, so every value, differs between CPUs (vendor, BLAS, threads): checked is what holds on any.
-    assert [line.split()[1] for line in steps] == ["1", "2"]
+    assert [line.split()[1] for line in steps] == ["1/2", "2/2"]
     for line in steps:
         shown = dict(STEP_VALUE.findall(line))
-        assert list(shown) == ["loss", *(label for _, label, _ in STEP_LINE)], line
+        assert list(shown) == list(WATCHED.values()), line
         given = {label: float(value) for label, value in shown.items() if not value.startswith("n/a")}
         assert all(math.isfinite(value) for value in given.values()), line
         correct = round(given["correct"] * 8)  # 2 groups of 4 completions

@@ -19,21 +19,17 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 
-STEP_LINE: tuple[tuple[str, str, str | None], ...] = (
-    # (logged metric, label, why a step may have no value: None if every step has one)
-    ("reward", "reward", None),
-    ("dsdr/frac_correct", "correct", None),
-    ("dsdr/semantic/mean", "D_emb", None),
-    ("dsdr/formula/mean", "D_eq", None),
-    ("dsdr/diversity/mean", "d", None),
-    ("dsdr/bonus/correct_mean", "bonus", "no correct completion"),
-    ("dsdr/coupling_entropy", "H(w)", "no group with two correct"),
-    ("dsdr/local_entropy/correct_mean", "H_local", "no correct completion"),
-)
+WHY_ABSENT: dict[str, str] = {
+    # label of the step line (dsdr_trl._console.WATCHED) -> why a step may have no value of it
+    "bonus": "no correct completion",
+    "H(w)": "no group with two correct",
+    "H_local": "no correct completion",
+}
 LEGEND = (
     "D_emb, D_eq: semantic and formula diversity (Eq. 6, 8); d: their combination (Eq. 9); bonus: mean reward bonus\n"
     "of the correct completions (Eq. 10); H(w): entropy of the coupling weights, 1 = uniform (Eq. 11); H_local: local\n"
-    "entropy estimate on the correct completions (Eq. 15). Sampling, so every number, differs between CPUs."
+    "entropy estimate on the correct completions (Eq. 15); entropy, length: mean token entropy and completion length.\n"
+    "Sampling, so every number, differs between CPUs."
 )
 
 
@@ -49,13 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def step_line(step: int, logs: dict[str, float]) -> str:
-    """One step's line: the loss and every quantity of STEP_LINE, `n/a (why)` for one the step has no value of."""
-    values = [f"{label}={logs[key]:.4g}" if key in logs or why is None else f"{label}=n/a ({why})"
-              for key, label, why in STEP_LINE]  # fmt: skip
-    return f"step {step:>3}  loss={logs['loss']:.4g}  " + " ".join(values)
-
-
 def encoder_path() -> str:
     """The offline all-MiniLM-L6-v2 of the test extra, after checking that it is the official one."""
     from ..recipes.tiny import offline_minilm_path
@@ -67,17 +56,18 @@ def encoder_path() -> str:
 
 
 def train_tiny(reward_funcs, steps: int, *, learning_rate: float = 1e-4, diversity_scorer=None) -> None:
-    """Train the half-taught tiny model on its eight problems for `steps` steps with DSDR, printing `step_line` at
+    """Train the half-taught tiny model on its eight problems for `steps` steps with DSDR, printing the step line at
     each step (the examples' smoke modes run their own reward or scorer through it)."""
     from transformers import PrinterCallback, TrainerCallback
 
     from .. import DSDRConfig, DSDRTrainer
+    from .._console import compact_line
     from ..recipes.tiny import build_model, build_tokenizer, prompt_dataset, warm_up
 
     class PrintStepLine(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                print(step_line(state.global_step, logs), flush=True)
+            if logs and "loss" in logs:  # a training step, not the summary that ends training
+                print(compact_line(logs, state.global_step, state.max_steps, WHY_ABSENT), flush=True)
 
     tokenizer = build_tokenizer()
     model = build_model(tokenizer)
@@ -107,7 +97,7 @@ def train_tiny(reward_funcs, steps: int, *, learning_rate: float = 1e-4, diversi
             callbacks=[PrintStepLine()],
             diversity_scorer=diversity_scorer,
         )
-        trainer.remove_callback(PrinterCallback)  # the step line instead of the full log dict
+        trainer.remove_callback(PrinterCallback)  # the step line with its n/a reasons instead
         trainer.train()
 
 
