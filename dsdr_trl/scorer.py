@@ -251,7 +251,12 @@ def _outside_deepspeed_zero3():
     """
     from transformers.integrations import deepspeed as hf_deepspeed
 
-    active = hf_deepspeed._hf_deepspeed_config_weak_ref
+    # None: no config registered, or a transformers release that keeps it elsewhere; then nothing is changed, and
+    # an encoder partitioned all the same is refused with a clear error after loading.
+    active = getattr(hf_deepspeed, "_hf_deepspeed_config_weak_ref", None)
+    if active is None:
+        yield
+        return
     hf_deepspeed.unset_hf_deepspeed_config()
     try:
         yield
