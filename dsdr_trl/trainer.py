@@ -74,12 +74,9 @@ class DSDRTrainer(GRPOTrainer):
        `diversity_coef * clip(d, 0, diversity_clip)`; the other rows are unchanged. Groups of one completion
        (evaluation with `num_generations_eval=1`) are not scored. A completion is correct when a verifier that applies
        to it (does not return `None`) gives it a reward `>= correctness_threshold`. The verifiers are those named by
-       `correctness_reward`; unset, every environment's `get_reward` and every reward named as a verifier
-       (`math_accuracy_reward`, TRL's `accuracy_reward`, any name with accuracy, correct, verif, equiv, exact, pass,
-       solved or success), else the only reward source, else the first (with a warning); see `dsdr_trl.verifier`.
-       The first training batch on which a verifier is not pass/fail at the threshold (values other than 0 and 1, or
-       a threshold above 1) is reported in a warning, with whether the threshold was never or always met; every
-       batch, in the `dsdr/verifier_*` metrics.
+       `correctness_reward`, else chosen by the rule of `dsdr_trl.verifier` (environments' rewards and rewards named
+       as verifiers, in any order). While a correct-only term is on, the first training batch on which a verifier is
+       not pass/fail at the threshold is reported in a warning; every batch, in the `dsdr/verifier_*` metrics.
     2. **Advantages (Eq. 2).** Formed from the augmented rewards as GRPOTrainer forms them (reward weights, NaN for
        unscorable rows, `scale_rewards`, `multi_objective_aggregation`), with `advantage_epsilon` in place of TRL's
        hard-coded 1e-4. With `"sum_then_normalize"` the bonus is added to the weighted sum of the rewards, so its
@@ -214,8 +211,8 @@ class DSDRTrainer(GRPOTrainer):
         chosen = self._verifier_names()
         if choice.guessed:
             logger.warning(
-                "DSDR: none of the rewards %s is recognisably a verifier (an environment's get_reward, or a name with "
-                "accuracy, correct, verif, equiv, exact, pass, solved or success), so the first, %r, decides which "
+                "DSDR: none of the rewards %s is recognisably a verifier (an environment's get_reward, or a name such "
+                "as accuracy_reward: see dsdr_trl.verifier), so the first, %r, decides which "
                 "completions are correct (Eq. 10, 11, 15): only they get the diversity bonus and the entropy term. "
                 "If it does not check the answer, set DSDRConfig.correctness_reward to the reward that does.",
                 self.reward_func_names,
@@ -339,7 +336,9 @@ class DSDRTrainer(GRPOTrainer):
         checks = check_verifiers(verifier_rewards, self.args.correctness_threshold)
         for name, value in verifier_metrics(checks, verifier_rewards).items():
             self._metrics[mode][name].append(value)
-        if mode != "train" or self._verifier_warned:
+        # With both correct-only terms off, which rows are correct changes nothing: the metrics suffice.
+        terms_on = self.args.diversity_coef > 0 or self.args.local_entropy_coef > 0
+        if mode != "train" or self._verifier_warned or not terms_on:
             return
         problems = [(name, problem) for name, check in zip(self._verifier_names(), checks) if (problem := check.problem())]
         if not problems:
@@ -350,8 +349,9 @@ class DSDRTrainer(GRPOTrainer):
                 "DSDR: the verifier does not give pass/fail rewards at correctness_threshold=%s on the batch of step "
                 "%d: %s. DSDR's diversity bonus, coupling and entropy term act only on the rows it calls correct, "
                 "so they may act on the wrong rows, on none or on all (see dsdr/verifier_nonbinary, "
-                "dsdr/verifier_threshold_never_met and dsdr/verifier_threshold_always_met). Set DSDRConfig.correctness_reward to the reward(s) that "
-                "check the answer (now %s, among %s), or correctness_threshold to the value that means correct.",
+                "dsdr/verifier_threshold_never_met and dsdr/verifier_threshold_always_met). Set "
+                "DSDRConfig.correctness_reward to the reward(s) that check the answer (now %s, among %s), or "
+                "correctness_threshold to the value that means correct.",
                 self.args.correctness_threshold,
                 self.state.global_step,
                 "; ".join(f"{name!r}: {problem}" for name, problem in problems),

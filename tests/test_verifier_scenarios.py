@@ -151,6 +151,22 @@ def test_a_penalty_reward_first_and_no_verifier_is_reported_loudly(tmp_path, cap
     assert all((columns["soft_overlong_punishment_reward"] < 0).any() for columns in recorded)
 
 
+def test_with_both_terms_off_a_non_pass_fail_verifier_is_only_in_the_metrics(tmp_path, caplog):
+    """DSDRTrainer as GRPOTrainer (both coefficients 0): which rows are correct changes nothing, so no step warning;
+    the metrics still show the verifier's values."""
+    from trl.rewards import get_soft_overlong_punishment
+
+    overlong = get_soft_overlong_punishment(max_completion_len=16, soft_punish_cache=8)
+    with caplog.at_level("WARNING", logger="dsdr_trl.trainer"):
+        trainer, _ = train_scripted(
+            tmp_path, [overlong, boxed_format_reward], think_and_answer, dataset=conversational_dataset(),
+            diversity_coef=0.0, local_entropy_coef=0.0,
+        )
+    assert not [line for line in verifier_log_lines(caplog) if "does not give pass/fail rewards" in line]
+    records = trainer.state.log_history[:-1]
+    assert [r["dsdr/verifier_threshold_never_met"] for r in records] == [1.0, 1.0]
+
+
 # -- open-r1's [accuracy, format, tag_count] -------------------------------------------------------------------------
 
 
