@@ -178,8 +178,8 @@ def extract_final_answer(text: str) -> str | None:
     Linear in ``len(text)``.
     """
     text = _readable(text)
-    for answer in (extract_boxed_answer(text), _phrase_answer(text), _last_math_region(text), _whole_expression(text)):
-        if answer is not None:
+    for find in (extract_boxed_answer, _phrase_answer, _last_math_region, _whole_expression):  # the first found wins
+        if (answer := find(text)) is not None:
             return answer
     return None
 
@@ -201,7 +201,10 @@ def _bounded(answer: str | None) -> str | None:
 
 def extract_boxed_answer(text: str) -> str | None:
     """Contents of the last closed, non-empty ``\\boxed{}``/``\\fbox{}`` (or ``\\boxed 5``), in one pass."""
-    box = _last_box(text)
+    return _box_content(text, _last_box(text))
+
+
+def _box_content(text: str, box: _Box | None) -> str | None:
     return None if box is None else _bounded(text[box.content_start : box.content_end])
 
 
@@ -333,7 +336,7 @@ _NOTHING = _Reading(())
 def _read(completion: str) -> _Reading:
     text = _readable(completion)
     box = _last_box(text)
-    boxed = None if box is None else _bounded(text[box.content_start : box.content_end])
+    boxed = _box_content(text, box)
     if box is not None and boxed is not None and (variants := answer_variants(boxed)):
         return _Reading((_box_windows(text, box, variants), _as_boxes(variants)))
     phrase = _last_answer_phrase(text)

@@ -43,7 +43,8 @@ def math_accuracy_reward(
     time limit or crashed. TRL then leaves that row out of this reward rather than punishing the completion
     for a bad label or a slow machine. Numbers are compared to ``decimals`` decimal places.
     """
-    return _accuracy(completions, solution, decimals=decimals, reasoning_end=None, log_metric=log_metric)
+    texts = [completion_text(completion) for completion in completions]
+    return _accuracy(texts, solution, decimals=decimals, reasoning_end=None, log_metric=log_metric)
 
 
 def reasoning_math_accuracy_reward(
@@ -76,14 +77,13 @@ def _with_separated_reasoning_ended(completion: Completion) -> str:
 
 
 def _accuracy(
-    completions: Sequence[Completion],
+    texts: list[str],
     solution: Sequence[str],
     *,
     decimals: int,
     reasoning_end: str | None,
     log_metric: Callable[[str, float], None] | None,
 ) -> list[float | None]:
-    texts = [completion_text(completion) for completion in completions]
     grades = grade_batch(texts, list(solution), decimals=decimals, reasoning_end=reasoning_end)
     if log_metric is not None:
         log_metric("grading/timeouts", float(grades.failed))
