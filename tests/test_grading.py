@@ -262,12 +262,21 @@ def test_time_limit_holds_in_a_worker_thread() -> None:
     assert grade(r"\boxed{2}", "2") is True  # a fresh worker took over
 
 
-def test_the_worker_process_ends_when_its_parent_leaves_without_exit_handlers() -> None:
-    # os._exit skips the exit handler that stops the daemon worker; the worker then sees its pipe close and ends.
+@pytest.mark.parametrize("workers", [1, 3])
+def test_the_worker_processes_end_when_their_parent_leaves_without_exit_handlers(workers: int) -> None:
+    # os._exit skips the exit handler that stops the daemon workers; each then sees its pipe close and ends (each
+    # child also closes its siblings' copies of the parent's pipe ends, which only a pool of several checks).
     marker = f"DSDR_TIME_LIMIT_TEST={uuid.uuid4().hex}"
     name, value = marker.split("=")
-    parent = "import os; from dsdr_trl._time_limit import map_with_time_limit; map_with_time_limit(abs, [-1], 5); os._exit(0)"
-    subprocess.run([sys.executable, "-c", parent], check=True, timeout=60, env={**os.environ, name: value})
+    parent = (
+        "import os; from dsdr_trl import _time_limit as t; "
+        f"t.map_with_time_limit(abs, [-1, -2, -3], 5, {workers}); print(len(t._WORKERS)); os._exit(0)"
+    )
+    started = subprocess.run(
+        [sys.executable, "-c", parent], check=True, timeout=60, env={**os.environ, name: value}, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert int(started.stdout) == workers
     deadline = time.monotonic() + 10
     while (left := processes_with_environment(marker)) and time.monotonic() < deadline:
         time.sleep(0.05)

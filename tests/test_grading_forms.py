@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -323,35 +320,6 @@ def test_hedges_and_sprays_are_not_rewarded(completion: str, gold: str) -> None:
 )
 def test_or_in_prose_is_no_hedge(completion: str, gold: str) -> None:
     assert grade(completion, gold) is True
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state not in ("Z", "X")  # a zombie has ended
-
-
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
-def test_the_pool_ends_when_its_parent_leaves_without_exit_handlers(tmp_path: Path) -> None:
-    # os._exit skips the exit handler that stops the daemon workers; each then sees its pipe close and ends.
-    pid_file = tmp_path / "pids"
-    parent = (
-        "import os, sys; from dsdr_trl import _time_limit as t; t.map_with_time_limit(abs, [-1, -2, -3], 5, 3); "
-        "open(sys.argv[1], 'w').write(' '.join(str(w.process.pid) for w in t._WORKERS)); os._exit(0)"
-    )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    subprocess.run([sys.executable, "-c", parent, str(pid_file)], check=True, timeout=60, env=env)
-    pids = [int(pid) for pid in pid_file.read_text().split()]
-    assert len(pids) == 3
-    deadline = time.monotonic() + 10
-    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    left = [pid for pid in pids if _running(pid)]
-    for pid in left:  # do not leave them behind if the check fails
-        os.kill(pid, 9)
-    assert left == []
 
 
 def test_stop_worker_stops_the_pool() -> None:
