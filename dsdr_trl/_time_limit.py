@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, Final
 
-__all__ = ["DEFAULT_WORKERS", "TIMED_OUT", "TimedOut", "map_with_time_limit", "stop_worker"]
+__all__ = ["DEFAULT_WORKERS", "TIMED_OUT", "TimedOut", "map_with_time_limit", "stop_workers"]
 
 # A few workers bound the worst batch; more would compete with the trainer's own processes for the cores.
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -110,7 +110,7 @@ class _Chunk:
         self.deadline = deadline
 
 
-def stop_worker() -> None:
+def stop_workers() -> None:
     """Stop the child processes now, for a caller that leaves with ``os._exit``, which skips the exit handlers that
     stop them otherwise; the next call starts fresh ones."""
     with _LOCK:

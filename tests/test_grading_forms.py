@@ -326,6 +326,6 @@ def test_stop_worker_stops_the_pool() -> None:
     assert _time_limit.map_with_time_limit(abs, [-1, -2], 5.0, 2) == [1, 2]
     processes = [worker.process for worker in _time_limit._WORKERS if worker.process is not None]
     assert processes
-    _time_limit.stop_worker()
+    _time_limit.stop_workers()
     assert all(not process.is_alive() for process in processes)
     assert _time_limit.map_with_time_limit(abs, [-3], 5.0) == [3]  # fresh workers take over

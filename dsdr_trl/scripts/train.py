@@ -413,9 +413,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # interpreter exit (pytorch/pytorch#56297; seen here in about 1 run in 6). Everything is saved and every
         # tracker closed by now, so leave without running destructors, after stopping the grading child process
         # (its exit handler would not run).
-        from .._time_limit import stop_worker
+        from .._time_limit import stop_workers
 
-        stop_worker()
+        stop_workers()
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
