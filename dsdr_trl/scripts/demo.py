@@ -55,9 +55,12 @@ def encoder_path() -> str:
         raise SystemExit(str(error)) from error
 
 
-def train_tiny(reward_funcs, steps: int, *, learning_rate: float = 1e-4, diversity_scorer=None) -> None:
+def train_tiny(
+    reward_funcs, steps: int, *, learning_rate: float = 1e-4, diversity_scorer=None, semantic_model: str | None = None
+) -> None:
     """Train the half-taught tiny model on its eight problems for `steps` steps with DSDR, printing the step line at
-    each step (the examples' smoke modes run their own reward or scorer through it)."""
+    each step (the examples' smoke modes run their own reward or scorer through it). `semantic_model` is the
+    encoder's path when the caller has it already (default: `encoder_path()`, which hashes the weights)."""
     from transformers import PrinterCallback, TrainerCallback
 
     from .. import DSDRConfig, DSDRTrainer
@@ -75,7 +78,7 @@ def train_tiny(reward_funcs, steps: int, *, learning_rate: float = 1e-4, diversi
     with tempfile.TemporaryDirectory() as output_dir:
         config = DSDRConfig(  # GRPOConfig's fields plus DSDR's; the paper's DSDR values are the defaults
             output_dir=output_dir,
-            semantic_model=encoder_path(),
+            semantic_model=semantic_model or encoder_path(),
             num_generations=4,
             per_device_train_batch_size=8,  # 2 prompts x 4 completions per step
             max_completion_length=48,
@@ -109,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..recipes.tiny import offline_minilm_path
 
     try:  # a missing test extra is said in one line, before anything is built
-        offline_minilm_path()
+        encoder = str(offline_minilm_path())
     except RuntimeError as error:
         print(f"dsdr-trl demo: {error}", file=sys.stderr)
         return 2
@@ -127,6 +130,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"dsdr-trl demo: a tiny Qwen2 half-taught eight arithmetic problems, then {args.steps} DSDR steps on CPU "
           "(2 problems x 4 completions each)", flush=True)  # fmt: skip
     # A large learning rate (the paper: 1e-6), so that a few steps move a tiny model.
-    train_tiny(math_accuracy_reward, args.steps)
+    train_tiny(math_accuracy_reward, args.steps, semantic_model=encoder)
     print(LEGEND)
     return 0
