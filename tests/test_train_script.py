@@ -143,6 +143,10 @@ def test_a_gpu_recipe_is_refused_in_one_line_without_a_gpu(capsys):
     # Turning the GPU-only settings off on the command line is honoured (flash-attn stays in model_init_kwargs).
     assert missing_hardware({"bf16": True, "use_vllm": True}, ["--use_cpu", "--use-vllm", "false"]) == []
     assert missing_hardware({"bf16": True}, []) == ([] if torch.accelerator.is_available() else ["bf16"])
+    # Without a recipe, the refusal names the command line (not "None").
+    assert cli.main(["train", "--model_name_or_path", "m", "--use_vllm"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("dsdr-trl train: the command line asks for use_vllm,")
 
 
 def test_unknown_config_is_one_line(capsys):

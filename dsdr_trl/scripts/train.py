@@ -341,18 +341,18 @@ def check_inputs(recipe: dict, args: list[str]) -> list[str]:
 
 
 def quiet_console(verbose: bool) -> None:
-    """No loading or shard-writing bars and no upstream notices, unless `verbose` (see `dsdr_trl._console`)."""
-    from .. import _console
-
+    """No loading or shard-writing bars, unless `verbose`, which also keeps the upstream notices that `DSDRConfig`
+    hides and transformers' full log dict (see `dsdr_trl._console`)."""
     if verbose:
-        _console.be_verbose()
+        from .._console import be_verbose
+
+        be_verbose()
         return
     import datasets
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()  # loading and saving weights take a blink at this scale
     datasets.disable_progress_bars()  # reading the prompt file and formatting it, likewise
-    _console.silence_upstream_deprecations()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -382,8 +382,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     missing = missing_hardware(recipe, args)
     if missing:
         print(
-            f"dsdr-trl train: {recipe_file} asks for {', '.join(missing)}, which this machine cannot run (no "
-            "CUDA GPU); run it on a GPU machine, or try `dsdr-trl recipes show tiny_cpu` on this one.",
+            f"dsdr-trl train: {recipe_file or 'the command line'} asks for {', '.join(missing)}, which this machine "
+            "cannot run (no CUDA GPU); run it on a GPU machine, or try `dsdr-trl recipes show tiny_cpu` on this one.",
             file=sys.stderr,
         )
         return 2
